@@ -3,23 +3,34 @@
 //! messages and gRPC services, and `pbjson-build` for the proto3 JSON mapping
 //! that the node's JSON gateway speaks.
 
-use std::{env, fs, path::PathBuf};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 use prost::Message;
 
-const PROTOS: &[&str] = &[
-    "proto/xmtp/message_api/v1/message_api.proto",
-    "proto/xmtp/message_contents/content.proto",
-    "proto/xmtp/v3/message_contents/association.proto",
-    "proto/xmtp/v3/message_contents/bundle.proto",
-    "proto/xmtp/key_api/v1/key_api.proto",
-];
+/// Every `.proto` file under `proto/`, sorted so the output is stable.
+fn proto_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            proto_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
-    let fds = protox::compile(PROTOS, ["proto"])?;
+    let mut protos = Vec::new();
+    proto_files(Path::new("proto"), &mut protos)?;
+    protos.sort();
+    let fds = protox::compile(&protos, ["proto"])?;
     let descriptor_path = out_dir.join("xmtp_descriptor.bin");
     fs::write(&descriptor_path, fds.encode_to_vec())?;
 
