@@ -1,0 +1,448 @@
+//! [`GrpcClient`]: the [`XmtpApi`] over gRPC (tonic), on one HTTP/2 channel
+//! shared by the message API and the pre-key service.
+//!
+//! `http://` URLs speak plaintext HTTP/2; `https://` URLs speak TLS through
+//! rustls, trusting the platform's native root certificates. Every unary call
+//! runs under the request timeout and the retry policy of [`ClientOptions`];
+//! calls that open a subscription are retried the same way, the stream itself
+//! is not (see [`crate::ResilientSubscription`]). The channel reconnects by
+//! itself after the node goes away, so one client outlives node restarts.
+//! Cloning a client is cheap and shares the connection.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
+use xmtp_proto::xmtp::key_api::v1::key_api_client::KeyApiClient;
+use xmtp_proto::xmtp::key_api::v1::{
+    AddressInstallations, ClaimOneTimeKeysRequest, ClaimedKey, CountOneTimeKeysRequest,
+    GetInstallationsRequest, PublishRevocationRequest, RegisterInstallationRequest,
+    UploadOneTimeKeysRequest,
+};
+use xmtp_proto::xmtp::message_api::v1::message_api_client::MessageApiClient;
+use xmtp_proto::xmtp::message_api::v1::{
+    BatchQueryRequest, Envelope, PublishRequest, QueryRequest, QueryResponse, SubscribeAllRequest,
+    SubscribeRequest,
+};
+use xmtp_proto::xmtp::v3::message_contents::{
+    InstallationPublicKeyBundle, SignedCurve25519Key, WalletRevocation,
+};
+
+use crate::api::EnvelopeStream;
+use crate::{ApiError, ClientOptions, XmtpApi};
+
+/// The most queries the node accepts in one batch query.
+pub const MAX_BATCH_QUERIES: usize = 50;
+
+/// The header that carries [`ClientOptions::app_version`].
+pub const APP_VERSION_HEADER: &str = "x-app-version";
+
+type Transport = InterceptedService<Channel, Headers>;
+
+/// A client of one XMTP node over gRPC.
+#[derive(Clone)]
+pub struct GrpcClient {
+    url: String,
+    options: ClientOptions,
+    messages: MessageApiClient<Transport>,
+    keys: KeyApiClient<Transport>,
+}
+
+impl std::fmt::Debug for GrpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClient")
+            .field("url", &self.url)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcClient {
+    /// Connects to the node at `url` (`http://host:port` or
+    /// `https://host[:port]`) with default [`ClientOptions`].
+    pub async fn connect(url: &str) -> Result<Self, ApiError> {
+        Self::connect_with_options(url, ClientOptions::default()).await
+    }
+
+    /// Connects to the node at `url`, retrying a failed connection attempt
+    /// according to `options.retry`. Fails with [`ApiError::Connect`] when the
+    /// node cannot be reached after the last attempt.
+    pub async fn connect_with_options(url: &str, options: ClientOptions) -> Result<Self, ApiError> {
+        let endpoint = endpoint(url, &options)?;
+        let channel = options
+            .retry
+            .run("connect", || async {
+                endpoint
+                    .connect()
+                    .await
+                    .map_err(|source| ApiError::Connect {
+                        url: url.to_owned(),
+                        source,
+                    })
+            })
+            .await?;
+        Self::from_channel(url, channel, options)
+    }
+
+    /// A client that connects on its first call rather than now: creating it
+    /// checks only the URL. Calls made while the node is down fail with
+    /// [`ApiError::Unavailable`] (after the configured retries).
+    pub fn connect_lazy(url: &str, options: ClientOptions) -> Result<Self, ApiError> {
+        let channel = endpoint(url, &options)?.connect_lazy();
+        Self::from_channel(url, channel, options)
+    }
+
+    /// The URL this client talks to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    fn from_channel(url: &str, channel: Channel, options: ClientOptions) -> Result<Self, ApiError> {
+        let headers = Headers::new(options.app_version.as_deref())?;
+        let size = options.max_message_size;
+        let messages = MessageApiClient::with_interceptor(channel.clone(), headers.clone())
+            .max_decoding_message_size(size)
+            .max_encoding_message_size(size);
+        let keys = KeyApiClient::with_interceptor(channel, headers)
+            .max_decoding_message_size(size)
+            .max_encoding_message_size(size);
+        Ok(Self {
+            url: url.to_owned(),
+            options,
+            messages,
+            keys,
+        })
+    }
+
+    /// Runs one unary call under the request timeout and the retry policy.
+    /// `call` is invoked once per attempt and must build a fresh request.
+    async fn unary<T, F, Fut>(&self, what: &'static str, mut call: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.options.request_timeout;
+        self.options
+            .retry
+            .run(what, || {
+                let attempt = call();
+                async move {
+                    match tokio::time::timeout(timeout, attempt).await {
+                        Ok(Ok(response)) => Ok(response.into_inner()),
+                        Ok(Err(status)) => Err(ApiError::from(status)),
+                        Err(_) => Err(ApiError::DeadlineExceeded(format!(
+                            "{what} took longer than {timeout:?}"
+                        ))),
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// Parses and checks `url`, and configures the endpoint from `options`.
+fn endpoint(url: &str, options: &ClientOptions) -> Result<Endpoint, ApiError> {
+    let invalid = |reason: &str| ApiError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(invalid("the scheme must be http or https")),
+    };
+    let mut endpoint = Endpoint::from(uri)
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true)
+        .keep_alive_while_idle(true);
+    if let Some(interval) = options.keep_alive_interval {
+        endpoint = endpoint.http2_keep_alive_interval(interval);
+    }
+    if tls {
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().with_native_roots())
+            .map_err(|source| ApiError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+    }
+    Ok(endpoint)
+}
+
+/// Adds the configured headers to every call.
+#[derive(Clone)]
+struct Headers {
+    app_version: Option<MetadataValue<Ascii>>,
+}
+
+impl Headers {
+    fn new(app_version: Option<&str>) -> Result<Self, ApiError> {
+        let app_version = app_version
+            .map(|version| {
+                version.parse::<MetadataValue<Ascii>>().map_err(|_| {
+                    ApiError::InvalidArgument(format!(
+                        "app version {version:?} is not a valid header value"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Self { app_version })
+    }
+}
+
+impl Interceptor for Headers {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(version) = &self.app_version {
+            request
+                .metadata_mut()
+                .insert(APP_VERSION_HEADER, version.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Turns a tonic envelope stream into an [`EnvelopeStream`].
+fn envelope_stream(stream: tonic::Streaming<Envelope>) -> EnvelopeStream {
+    stream.map(|item| item.map_err(ApiError::from)).boxed()
+}
+
+#[async_trait]
+impl XmtpApi for GrpcClient {
+    async fn publish(&self, envelopes: Vec<Envelope>) -> Result<(), ApiError> {
+        let request = PublishRequest { envelopes };
+        self.unary("publish", || {
+            let mut client = self.messages.clone();
+            let request = request.clone();
+            async move { client.publish(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ApiError> {
+        self.unary("query", || {
+            let mut client = self.messages.clone();
+            let request = request.clone();
+            async move { client.query(request).await }
+        })
+        .await
+    }
+
+    async fn batch_query(
+        &self,
+        requests: Vec<QueryRequest>,
+    ) -> Result<Vec<QueryResponse>, ApiError> {
+        let mut responses = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(MAX_BATCH_QUERIES) {
+            let request = BatchQueryRequest {
+                requests: chunk.to_vec(),
+            };
+            let response = self
+                .unary("batch query", || {
+                    let mut client = self.messages.clone();
+                    let request = request.clone();
+                    async move { client.batch_query(request).await }
+                })
+                .await?;
+            if response.responses.len() != chunk.len() {
+                return Err(ApiError::Decode(format!(
+                    "batch query of {} requests answered with {} responses",
+                    chunk.len(),
+                    response.responses.len()
+                )));
+            }
+            responses.extend(response.responses);
+        }
+        Ok(responses)
+    }
+
+    async fn subscribe(&self, topics: Vec<String>) -> Result<EnvelopeStream, ApiError> {
+        let request = SubscribeRequest {
+            content_topics: topics,
+        };
+        let stream = self
+            .unary("subscribe", || {
+                let mut client = self.messages.clone();
+                let request = request.clone();
+                async move { client.subscribe(request).await }
+            })
+            .await?;
+        Ok(envelope_stream(stream))
+    }
+
+    async fn subscribe_all(&self) -> Result<EnvelopeStream, ApiError> {
+        let stream = self
+            .unary("subscribe all", || {
+                let mut client = self.messages.clone();
+                async move { client.subscribe_all(SubscribeAllRequest {}).await }
+            })
+            .await?;
+        Ok(envelope_stream(stream))
+    }
+
+    async fn register_installation(
+        &self,
+        bundle: InstallationPublicKeyBundle,
+    ) -> Result<(), ApiError> {
+        let request = RegisterInstallationRequest {
+            bundle: Some(bundle),
+        };
+        self.unary("register installation", || {
+            let mut client = self.keys.clone();
+            let request = request.clone();
+            async move { client.register_installation(request).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn upload_one_time_keys(
+        &self,
+        installation_key: Vec<u8>,
+        keys: Vec<SignedCurve25519Key>,
+    ) -> Result<u32, ApiError> {
+        let request = UploadOneTimeKeysRequest {
+            installation_key,
+            one_time_keys: keys,
+        };
+        self.unary("upload one-time keys", || {
+            let mut client = self.keys.clone();
+            let request = request.clone();
+            async move { client.upload_one_time_keys(request).await }
+        })
+        .await
+        .map(|response| response.remaining)
+    }
+
+    async fn count_one_time_keys(&self, installation_key: Vec<u8>) -> Result<u32, ApiError> {
+        let request = CountOneTimeKeysRequest { installation_key };
+        self.unary("count one-time keys", || {
+            let mut client = self.keys.clone();
+            let request = request.clone();
+            async move { client.count_one_time_keys(request).await }
+        })
+        .await
+        .map(|response| response.remaining)
+    }
+
+    async fn get_installations(
+        &self,
+        addresses: Vec<String>,
+    ) -> Result<Vec<AddressInstallations>, ApiError> {
+        let request = GetInstallationsRequest {
+            account_addresses: addresses,
+        };
+        self.unary("get installations", || {
+            let mut client = self.keys.clone();
+            let request = request.clone();
+            async move { client.get_installations(request).await }
+        })
+        .await
+        .map(|response| response.installations)
+    }
+
+    async fn claim_one_time_keys(
+        &self,
+        installation_keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<ClaimedKey>, ApiError> {
+        let request = ClaimOneTimeKeysRequest { installation_keys };
+        // Retrying a claim whose answer was lost consumes a second key of each
+        // installation; that wastes keys but never hands one out twice.
+        self.unary("claim one-time keys", || {
+            let mut client = self.keys.clone();
+            let request = request.clone();
+            async move { client.claim_one_time_keys(request).await }
+        })
+        .await
+        .map(|response| response.keys)
+    }
+
+    async fn publish_revocation(&self, revocation: WalletRevocation) -> Result<(), ApiError> {
+        let request = PublishRevocationRequest {
+            revocation: Some(revocation),
+        };
+        self.unary("publish revocation", || {
+            let mut client = self.keys.clone();
+            let request = request.clone();
+            async move { client.publish_revocation(request).await }
+        })
+        .await
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_without_http_or_https_are_refused() {
+        for url in [
+            "",
+            "localhost:5556",
+            "ftp://localhost:5556",
+            "http://",
+            "not a url",
+            "grpc://h:1",
+        ] {
+            let result = endpoint(url, &ClientOptions::default());
+            assert!(
+                matches!(result, Err(ApiError::InvalidUrl { .. })),
+                "{url:?} gave {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_and_https_urls_are_accepted() {
+        for url in [
+            "http://127.0.0.1:5556",
+            "https://node.example.org",
+            "https://node.example.org:443/",
+        ] {
+            assert!(endpoint(url, &ClientOptions::default()).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn app_version_must_be_a_header_value() {
+        assert!(Headers::new(Some("xmtp-cli/0.1.0")).is_ok());
+        assert!(matches!(
+            Headers::new(Some("bad\nversion")),
+            Err(ApiError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn app_version_header_is_added_to_every_request() {
+        let mut headers = Headers::new(Some("app/1.2")).unwrap();
+        let request = headers.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get(APP_VERSION_HEADER).unwrap(),
+            "app/1.2"
+        );
+        let mut none = Headers::new(None).unwrap();
+        assert!(none
+            .call(tonic::Request::new(()))
+            .unwrap()
+            .metadata()
+            .get(APP_VERSION_HEADER)
+            .is_none());
+    }
+}
