@@ -1,0 +1,126 @@
+//! Node configuration: where to listen, which store, and the abuse limits.
+//!
+//! [`NodeConfig::default`] is the configuration for tests: both listeners on
+//! 127.0.0.1 port 0 (a free port each), an in-memory SQLite store, and rate
+//! limits so large that nothing is throttled. The `xmtp-node` binary builds a
+//! `NodeConfig` from its flags (see `xmtp-node --help`).
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
+
+use crate::rate_limit::BucketConfig;
+
+/// Which storage backend to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Embedded SQLite at this path, or `:memory:`.
+    Sqlite(String),
+    /// PostgreSQL at this URL (not supported yet).
+    Postgres(String),
+}
+
+/// A `--store` value that names no known backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown store '{0}': expected sqlite:PATH, sqlite::memory: or postgres://...")]
+pub struct UnknownStore(pub String);
+
+impl FromStr for StoreConfig {
+    type Err = UnknownStore;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(UnknownStore(s.to_owned()));
+            }
+            Ok(StoreConfig::Sqlite(path.to_owned()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(StoreConfig::Postgres(s.to_owned()))
+        } else {
+            Err(UnknownStore(s.to_owned()))
+        }
+    }
+}
+
+/// Everything [`crate::Node::start`] needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Address both listeners bind to.
+    pub host: IpAddr,
+    /// gRPC port (0: any free port).
+    pub grpc_port: u16,
+    /// JSON gateway port (0: any free port).
+    pub http_port: u16,
+    /// Storage backend.
+    pub store: StoreConfig,
+    /// Per-client limit on published envelopes.
+    pub publish_limit: BucketConfig,
+    /// Per-client limit on queries and subscriptions.
+    pub read_limit: BucketConfig,
+    /// Envelopes buffered per subscriber before it is cut off as lagging.
+    pub subscriber_buffer: usize,
+    /// Unclaimed one-time keys an installation may hold.
+    pub max_one_time_keys: u32,
+}
+
+/// Rate limits so high that tests and benchmarks are never throttled.
+pub const UNLIMITED: BucketConfig = BucketConfig {
+    per_second: 1e9,
+    burst: 1e9,
+};
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            grpc_port: 0,
+            http_port: 0,
+            store: StoreConfig::Sqlite(":memory:".into()),
+            publish_limit: UNLIMITED,
+            read_limit: UNLIMITED,
+            subscriber_buffer: 4096,
+            max_one_time_keys: 2000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The test configuration with an SQLite file (or `:memory:`) as store.
+    pub fn with_sqlite(path: impl Into<String>) -> Self {
+        Self {
+            store: StoreConfig::Sqlite(path.into()),
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse() {
+        assert_eq!(
+            "sqlite:a.db3".parse(),
+            Ok(StoreConfig::Sqlite("a.db3".into()))
+        );
+        assert_eq!(
+            "sqlite::memory:".parse(),
+            Ok(StoreConfig::Sqlite(":memory:".into()))
+        );
+        assert_eq!(
+            "sqlite:///tmp/x.db".parse(),
+            Ok(StoreConfig::Sqlite("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            "postgres://u@h/db".parse(),
+            Ok(StoreConfig::Postgres("postgres://u@h/db".into()))
+        );
+        assert!("mysql://x".parse::<StoreConfig>().is_err());
+        assert!("sqlite:".parse::<StoreConfig>().is_err());
+    }
+}
