@@ -34,7 +34,10 @@ pub trait XmtpApi: Send + Sync {
     /// Publishes envelopes. Returns once the node has stored them durably.
     ///
     /// Idempotent: the node stores a duplicate envelope (same topic, timestamp
-    /// and message) once, so a publish may be retried safely.
+    /// and message) once, so a publish may be retried safely. Any number of
+    /// envelopes is accepted; implementations split them into requests that
+    /// fit the node's limits ([`crate::limits`]), so a failure may leave
+    /// earlier chunks published (retry the whole call).
     async fn publish(&self, envelopes: Vec<Envelope>) -> Result<(), ApiError>;
 
     /// Queries one page of stored envelopes. The response carries a cursor in
@@ -68,7 +71,8 @@ pub trait XmtpApi: Send + Sync {
     ) -> Result<(), ApiError>;
 
     /// Adds one-time keys to an installation's pool and returns how many
-    /// unclaimed keys it now has.
+    /// unclaimed keys it now has. Any number of keys is accepted (sent in
+    /// chunks of the node's limit).
     async fn upload_one_time_keys(
         &self,
         installation_key: Vec<u8>,

@@ -33,10 +33,10 @@ use xmtp_proto::xmtp::v3::message_contents::{
 };
 
 use crate::api::EnvelopeStream;
+use crate::limits::{
+    publish_chunks, MAX_ADDRESSES_PER_REQUEST, MAX_BATCH_QUERIES, MAX_KEYS_PER_REQUEST,
+};
 use crate::{ApiError, ClientOptions, XmtpApi};
-
-/// The most queries the node accepts in one batch query.
-pub const MAX_BATCH_QUERIES: usize = 50;
 
 /// The header that carries [`ClientOptions::app_version`].
 pub const APP_VERSION_HEADER: &str = "x-app-version";
@@ -225,14 +225,16 @@ fn envelope_stream(stream: tonic::Streaming<Envelope>) -> EnvelopeStream {
 #[async_trait]
 impl XmtpApi for GrpcClient {
     async fn publish(&self, envelopes: Vec<Envelope>) -> Result<(), ApiError> {
-        let request = PublishRequest { envelopes };
-        self.unary("publish", || {
-            let mut client = self.messages.clone();
-            let request = request.clone();
-            async move { client.publish(request).await }
-        })
-        .await
-        .map(drop)
+        for chunk in publish_chunks(envelopes) {
+            let request = PublishRequest { envelopes: chunk };
+            self.unary("publish", || {
+                let mut client = self.messages.clone();
+                let request = request.clone();
+                async move { client.publish(request).await }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ApiError> {
@@ -317,17 +319,25 @@ impl XmtpApi for GrpcClient {
         installation_key: Vec<u8>,
         keys: Vec<SignedCurve25519Key>,
     ) -> Result<u32, ApiError> {
-        let request = UploadOneTimeKeysRequest {
-            installation_key,
-            one_time_keys: keys,
-        };
-        self.unary("upload one-time keys", || {
-            let mut client = self.keys.clone();
-            let request = request.clone();
-            async move { client.upload_one_time_keys(request).await }
-        })
-        .await
-        .map(|response| response.remaining)
+        if keys.is_empty() {
+            return self.count_one_time_keys(installation_key).await;
+        }
+        let mut remaining = 0;
+        for chunk in keys.chunks(MAX_KEYS_PER_REQUEST) {
+            let request = UploadOneTimeKeysRequest {
+                installation_key: installation_key.clone(),
+                one_time_keys: chunk.to_vec(),
+            };
+            remaining = self
+                .unary("upload one-time keys", || {
+                    let mut client = self.keys.clone();
+                    let request = request.clone();
+                    async move { client.upload_one_time_keys(request).await }
+                })
+                .await?
+                .remaining;
+        }
+        Ok(remaining)
     }
 
     async fn count_one_time_keys(&self, installation_key: Vec<u8>) -> Result<u32, ApiError> {
@@ -345,32 +355,44 @@ impl XmtpApi for GrpcClient {
         &self,
         addresses: Vec<String>,
     ) -> Result<Vec<AddressInstallations>, ApiError> {
-        let request = GetInstallationsRequest {
-            account_addresses: addresses,
-        };
-        self.unary("get installations", || {
-            let mut client = self.keys.clone();
-            let request = request.clone();
-            async move { client.get_installations(request).await }
-        })
-        .await
-        .map(|response| response.installations)
+        let mut installations = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(MAX_ADDRESSES_PER_REQUEST) {
+            let request = GetInstallationsRequest {
+                account_addresses: chunk.to_vec(),
+            };
+            let response = self
+                .unary("get installations", || {
+                    let mut client = self.keys.clone();
+                    let request = request.clone();
+                    async move { client.get_installations(request).await }
+                })
+                .await?;
+            installations.extend(response.installations);
+        }
+        Ok(installations)
     }
 
     async fn claim_one_time_keys(
         &self,
         installation_keys: Vec<Vec<u8>>,
     ) -> Result<Vec<ClaimedKey>, ApiError> {
-        let request = ClaimOneTimeKeysRequest { installation_keys };
         // Retrying a claim whose answer was lost consumes a second key of each
         // installation; that wastes keys but never hands one out twice.
-        self.unary("claim one-time keys", || {
-            let mut client = self.keys.clone();
-            let request = request.clone();
-            async move { client.claim_one_time_keys(request).await }
-        })
-        .await
-        .map(|response| response.keys)
+        let mut claimed = Vec::with_capacity(installation_keys.len());
+        for chunk in installation_keys.chunks(MAX_KEYS_PER_REQUEST) {
+            let request = ClaimOneTimeKeysRequest {
+                installation_keys: chunk.to_vec(),
+            };
+            let response = self
+                .unary("claim one-time keys", || {
+                    let mut client = self.keys.clone();
+                    let request = request.clone();
+                    async move { client.claim_one_time_keys(request).await }
+                })
+                .await?;
+            claimed.extend(response.keys);
+        }
+        Ok(claimed)
     }
 
     async fn publish_revocation(&self, revocation: WalletRevocation) -> Result<(), ApiError> {

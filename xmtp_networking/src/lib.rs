@@ -34,6 +34,7 @@
 mod api;
 mod client;
 mod error;
+pub mod limits;
 mod options;
 pub mod paging;
 mod retry;
@@ -42,7 +43,7 @@ mod subscription;
 mod testing;
 
 pub use api::{EnvelopeStream, PageStream, QueriedEnvelopes, XmtpApi};
-pub use client::{GrpcClient, APP_VERSION_HEADER, MAX_BATCH_QUERIES};
+pub use client::{GrpcClient, APP_VERSION_HEADER};
 pub use error::ApiError;
 pub use options::ClientOptions;
 pub use retry::RetryPolicy;
