@@ -45,6 +45,7 @@ mod testing;
 pub use api::{EnvelopeStream, PageStream, QueriedEnvelopes, XmtpApi};
 pub use client::{GrpcClient, APP_VERSION_HEADER};
 pub use error::ApiError;
+pub use limits::MAX_BATCH_QUERIES;
 pub use options::ClientOptions;
 pub use retry::RetryPolicy;
 pub use subscription::{ResilientOptions, ResilientSubscription};
