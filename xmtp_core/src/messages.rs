@@ -1,0 +1,246 @@
+//! Messages: the plaintext inside the ratchet, and what the application sees.
+//!
+//! On the wire (inside one Olm ciphertext per recipient installation) a
+//! message is an `InstallationMessage` (see `xmtp/v3/message_contents/message.proto`):
+//!
+//! ```text
+//! InstallationMessage { version = 1, sender_address, recipient_installation_key,
+//!                       payload = DirectMessagePayload { message_id (16 random bytes),
+//!                                                        peer_address, sent_ns, content } }
+//! ```
+//!
+//! The sender's address and the recipient installation are repeated inside
+//! the ciphertext, so that the unauthenticated outer fields cannot be changed
+//! and a copy cannot be replayed to another installation. Decoding validates
+//! everything once and yields a [`DirectMessage`], which the rest of the
+//! client trusts.
+
+use prost::Message as _;
+use xmtp_cryptography::Address;
+use xmtp_proto::xmtp::{
+    message_contents::EncodedContent,
+    v3::message_contents::{
+        installation_message::Payload, DirectMessagePayload, InstallationMessage,
+    },
+};
+
+use crate::{
+    content::{content_type_of, decode_text},
+    storage::MessageRecord,
+};
+
+/// Version of the `InstallationMessage` this client writes.
+pub(crate) const PAYLOAD_VERSION: u32 = 1;
+/// Length of a message id.
+pub const MESSAGE_ID_LEN: usize = 16;
+
+/// Why a decrypted payload was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Not a valid protobuf `InstallationMessage`.
+    #[error("payload is not a valid InstallationMessage")]
+    Decode,
+    /// A payload version this client does not know.
+    #[error("payload version {0} is not supported; upgrade the client")]
+    UnsupportedVersion(u32),
+    /// A payload kind this client does not handle (yet).
+    #[error("payload kind is not supported by this client")]
+    UnsupportedPayload,
+    /// The message id is not 16 bytes.
+    #[error("message id has {0} bytes, expected 16")]
+    BadMessageId(usize),
+    /// An address that is not an EVM address.
+    #[error("invalid address in payload: {0}")]
+    BadAddress(String),
+    /// The payload has no content.
+    #[error("message has no content")]
+    MissingContent,
+}
+
+/// A validated direct message, as decrypted from one installation's copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectMessage {
+    /// The id shared by all copies.
+    pub message_id: [u8; MESSAGE_ID_LEN],
+    /// Who sent it (inside the ciphertext).
+    pub sender_address: Address,
+    /// The installation it was encrypted for.
+    pub recipient_installation_key: Vec<u8>,
+    /// The other party, from the sender's point of view.
+    pub peer_address: Address,
+    /// Sender's clock.
+    pub sent_ns: u64,
+    /// The content.
+    pub content: EncodedContent,
+}
+
+/// A decoded `InstallationMessage` payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstallationPayload {
+    /// A direct message.
+    Direct(DirectMessage),
+}
+
+impl DirectMessage {
+    /// Encodes the plaintext for one recipient installation.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        InstallationMessage {
+            version: PAYLOAD_VERSION,
+            sender_address: self.sender_address.to_checksum(),
+            recipient_installation_key: self.recipient_installation_key.clone(),
+            payload: Some(Payload::DirectMessage(DirectMessagePayload {
+                message_id: self.message_id.to_vec(),
+                peer_address: self.peer_address.to_checksum(),
+                sent_ns: self.sent_ns,
+                content: Some(self.content.clone()),
+            })),
+        }
+        .encode_to_vec()
+    }
+}
+
+fn parse_address(s: &str) -> Result<Address, PayloadError> {
+    s.parse::<Address>()
+        .map_err(|_| PayloadError::BadAddress(s.chars().take(64).collect()))
+}
+
+/// Decodes and validates a decrypted payload.
+pub(crate) fn decode_payload(bytes: &[u8]) -> Result<InstallationPayload, PayloadError> {
+    let m = InstallationMessage::decode(bytes).map_err(|_| PayloadError::Decode)?;
+    if m.version != PAYLOAD_VERSION {
+        return Err(PayloadError::UnsupportedVersion(m.version));
+    }
+    let sender_address = parse_address(&m.sender_address)?;
+    match m.payload {
+        Some(Payload::DirectMessage(d)) => {
+            let message_id: [u8; MESSAGE_ID_LEN] = d
+                .message_id
+                .as_slice()
+                .try_into()
+                .map_err(|_| PayloadError::BadMessageId(d.message_id.len()))?;
+            Ok(InstallationPayload::Direct(DirectMessage {
+                message_id,
+                sender_address,
+                recipient_installation_key: m.recipient_installation_key,
+                peer_address: parse_address(&d.peer_address)?,
+                sent_ns: d.sent_ns,
+                content: d.content.ok_or(PayloadError::MissingContent)?,
+            }))
+        }
+        None => Err(PayloadError::UnsupportedPayload),
+    }
+}
+
+/// A message of a conversation, as stored locally.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Hex of the 16-byte message id (the same on every installation).
+    pub id: String,
+    /// The conversation it belongs to.
+    pub conversation_id: String,
+    /// The sender's address (EIP-55).
+    pub sender_address: String,
+    /// Hex id of the sending installation.
+    pub sender_installation_id: String,
+    /// Sender's clock, nanoseconds since the Unix epoch.
+    pub sent_ns: u64,
+    /// Local clock when stored.
+    pub received_ns: u64,
+    /// The content, as sent.
+    pub content: EncodedContent,
+}
+
+impl Message {
+    /// The content type, `authority/type:major.minor` (empty if missing).
+    pub fn content_type(&self) -> String {
+        content_type_of(&self.content)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The text, if the content is `xmtp.org/text:1.0`.
+    pub fn text(&self) -> Option<String> {
+        decode_text(&self.content).ok()
+    }
+
+    /// What to show: the text, else the sender's fallback, else nothing.
+    pub fn display_text(&self) -> Option<String> {
+        self.text().or_else(|| self.content.fallback.clone())
+    }
+
+    pub(crate) fn from_record(r: MessageRecord) -> Result<Self, PayloadError> {
+        Ok(Self {
+            id: hex::encode(&r.message_id),
+            conversation_id: r.conversation_id,
+            sender_address: r.sender_address,
+            sender_installation_id: hex::encode(&r.sender_installation),
+            sent_ns: r.sent_ns,
+            received_ns: r.received_ns,
+            content: EncodedContent::decode(r.content.as_slice())
+                .map_err(|_| PayloadError::Decode)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::encode_text;
+
+    fn addr(b: u8) -> Address {
+        Address::from_bytes([b; 20])
+    }
+
+    #[test]
+    fn direct_message_round_trips() {
+        let m = DirectMessage {
+            message_id: [9; 16],
+            sender_address: addr(1),
+            recipient_installation_key: vec![5; 32],
+            peer_address: addr(2),
+            sent_ns: 42,
+            content: encode_text("hi"),
+        };
+        assert_eq!(
+            decode_payload(&m.encode()).unwrap(),
+            InstallationPayload::Direct(m)
+        );
+    }
+
+    #[test]
+    fn malformed_payloads_are_typed_errors() {
+        assert_eq!(
+            decode_payload(&[0xff, 0xff, 0xff]),
+            Err(PayloadError::Decode)
+        );
+        let mut m = InstallationMessage {
+            version: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_payload(&m.encode_to_vec()),
+            Err(PayloadError::UnsupportedVersion(7))
+        );
+        m.version = 1;
+        m.sender_address = "bob".into();
+        assert!(matches!(
+            decode_payload(&m.encode_to_vec()),
+            Err(PayloadError::BadAddress(_))
+        ));
+        m.sender_address = addr(1).to_checksum();
+        assert_eq!(
+            decode_payload(&m.encode_to_vec()),
+            Err(PayloadError::UnsupportedPayload)
+        );
+        m.payload = Some(Payload::DirectMessage(DirectMessagePayload {
+            message_id: vec![1; 3],
+            peer_address: addr(2).to_checksum(),
+            sent_ns: 1,
+            content: Some(encode_text("x")),
+        }));
+        assert_eq!(
+            decode_payload(&m.encode_to_vec()),
+            Err(PayloadError::BadMessageId(3))
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Streams of new messages, built on the node's subscribe.
+//!
+//! One background task per client follows the installation's topic:
+//!
+//! ```text
+//! loop { subscribe(topic)            -- from now on, everything published arrives
+//!        sync()                      -- fills the gap since the cursor (before or during a drop)
+//!        process each streamed envelope until the connection drops
+//!        back off, and loop }
+//! ```
+//!
+//! Subscribing before the catch-up sync means nothing published around a
+//! reconnection is lost; processing is idempotent (digest and message id), so
+//! what both paths deliver is stored once. A [`MessageStream`] does not read
+//! the subscription itself: it reads the *database*, in storage order, after
+//! the last message it yielded, and waits for the "stored" signal. So a slow
+//! consumer never loses a message and never sees one twice, and sends from
+//! this installation appear too.
+
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::{Arc, Weak},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::{stream::BoxStream, Stream, StreamExt};
+
+use crate::{
+    client::{Client, Inner},
+    conversations::normalize_conversation_id,
+    error::ClientError,
+    messages::Message,
+};
+
+/// Messages read from storage per wake-up.
+const STREAM_BATCH: u32 = 100;
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A stream of newly stored messages (received and sent), in storage order.
+/// Ends only when the client shuts down.
+pub struct MessageStream {
+    inner: BoxStream<'static, Result<Message, ClientError>>,
+}
+
+impl std::fmt::Debug for MessageStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageStream")
+    }
+}
+
+impl Stream for MessageStream {
+    type Item = Result<Message, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+struct StreamState {
+    client: Client,
+    after_seq: i64,
+    conversation: Option<String>,
+    buffered: VecDeque<Message>,
+    stored: tokio::sync::watch::Receiver<i64>,
+}
+
+impl Client {
+    /// New messages of every conversation, from now on.
+    pub async fn stream_messages(&self) -> Result<MessageStream, ClientError> {
+        self.stream(None).await
+    }
+
+    /// New messages of one conversation (a peer's address), from now on.
+    pub async fn stream_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<MessageStream, ClientError> {
+        self.stream(Some(normalize_conversation_id(conversation_id)))
+            .await
+    }
+
+    async fn stream(&self, conversation: Option<String>) -> Result<MessageStream, ClientError> {
+        let stored = self.inner.stored.subscribe();
+        let after_seq = self.inner.storage.transaction(|tx| tx.max_message_seq())?;
+        self.ensure_following();
+        let state = StreamState {
+            client: self.clone(),
+            after_seq,
+            conversation,
+            buffered: VecDeque::new(),
+            stored,
+        };
+        let inner = futures::stream::unfold(state, |mut s| async move {
+            loop {
+                if let Some(m) = s.buffered.pop_front() {
+                    return Some((Ok(m), s));
+                }
+                let page = s.client.inner.storage.transaction(|tx| {
+                    tx.messages_after_seq(s.after_seq, s.conversation.as_deref(), STREAM_BATCH)
+                });
+                match page {
+                    Err(e) => return Some((Err(ClientError::from(e)), s)),
+                    Ok(rows) if !rows.is_empty() => {
+                        for r in rows {
+                            s.after_seq = s.after_seq.max(r.seq);
+                            match Message::from_record(r) {
+                                Ok(m) => s.buffered.push_back(m),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "skipping unreadable stored message")
+                                }
+                            }
+                        }
+                    }
+                    Ok(_) => {
+                        if s.stored.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(MessageStream {
+            inner: inner.boxed(),
+        })
+    }
+
+    /// Starts the task following this installation's topic, if not running.
+    pub(crate) fn ensure_following(&self) {
+        let Ok(mut follower) = self.inner.follower.lock() else {
+            return;
+        };
+        if follower.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        *follower = Some(tokio::spawn(follow(weak)));
+    }
+}
+
+/// Follows the installation's topic until the client is dropped.
+async fn follow(weak: Weak<Inner>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let client = Client { inner };
+        match client.inner.api.subscribe(vec![client.inbox_topic()]).await {
+            Ok(mut envelopes) => {
+                if let Err(e) = client.sync().await {
+                    tracing::warn!(error = %e, "catch-up sync failed; the stream continues");
+                }
+                drop(client);
+                while let Some(item) = envelopes.next().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let client = Client { inner };
+                    match item {
+                        Ok(envelope) => {
+                            backoff = Duration::from_millis(100);
+                            if let Err(e) = client.process_envelope(envelope).await {
+                                tracing::warn!(error = %e, "could not process a streamed envelope; the next sync retries it");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "subscription dropped; resubscribing");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "subscribe failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
