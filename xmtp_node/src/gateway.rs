@@ -1,26 +1,303 @@
-//! The JSON gateway (placeholder routes; completed in the next step).
+//! The JSON gateway: the same services as gRPC, with grpc-gateway's
+//! conventions, so that XMTP's JavaScript SDK (which speaks this gateway)
+//! works unchanged.
+//!
+//! - Routes: `POST /message/v1/{publish,query,batch-query,subscribe,subscribe-all}`
+//!   and `POST /key/v1/{register-installation,upload-one-time-keys,
+//!   count-one-time-keys,get-installations,claim-one-time-keys,publish-revocation}`;
+//!   `GET /healthz`; `GET /metrics` (Prometheus text).
+//! - Bodies are the proto3 JSON mapping of the request messages (pbjson):
+//!   camelCase names out, snake_case accepted in, 64-bit integers as decimal
+//!   strings, bytes as base64, enums by name or number. A body is parsed as
+//!   JSON whatever its `Content-Type` (the JS SDK sends `text/plain`); an
+//!   empty body is `{}`.
+//! - Streams are newline-delimited `{"result":<Envelope>}` objects; a stream
+//!   that fails ends with `{"error":{"code":N,"message":"...","details":[]}}`.
+//! - Errors are `{"code":N,"message":"...","details":[]}` with the HTTP status
+//!   grpc-gateway gives the gRPC code (see [`http_status`]).
+//! - CORS is permissive, for browsers.
 
-use std::sync::Arc;
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
-use axum::{routing::get, Router};
+use axum::{
+    body::{Body, Bytes},
+    extract::{ConnectInfo, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use futures::{Stream, StreamExt};
+use serde::{de::DeserializeOwned, Serialize};
+use tower_http::cors::CorsLayer;
+use xmtp_proto::xmtp::message_api::v1::{Envelope, SubscribeAllRequest, SubscribeRequest};
 
 use crate::{
-    hub::Hub,
+    grpc::envelope_stream,
+    hub::{Hub, Subscription},
     metrics::Metrics,
-    service::{KeyService, MessageService},
+    service::{ApiError, KeyService, MessageService, MAX_REQUEST_BYTES},
 };
 
-/// The gateway's routes.
-pub fn router(
-    _messages: MessageService,
-    _keys: KeyService,
+/// Largest JSON body: the largest binary request, base64-expanded, plus room
+/// for the JSON around it.
+pub const MAX_BODY_BYTES: usize = MAX_REQUEST_BYTES / 3 * 4 + (64 << 10);
+
+#[derive(Clone)]
+struct Gateway {
+    messages: MessageService,
+    keys: KeyService,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
-) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(move || async move { metrics.render(hub.subscriber_count()) }),
+}
+
+/// The HTTP status grpc-gateway uses for a gRPC code.
+pub fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: i32,
+    message: &'a str,
+    details: [(); 0],
+}
+
+impl<'a> ErrorBody<'a> {
+    fn of(err: &'a ApiError) -> Self {
+        Self {
+            code: err.code() as i32,
+            message: match err {
+                ApiError::InvalidArgument(m)
+                | ApiError::ResourceExhausted(m)
+                | ApiError::NotFound(m)
+                | ApiError::Unavailable(m)
+                | ApiError::Internal(m) => m,
+            },
+            details: [],
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error_response(err: &ApiError) -> Response {
+    let body = serde_json::to_vec(&ErrorBody::of(err)).unwrap_or_default();
+    json_response(http_status(err.code()), body)
+}
+
+fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response {
+    match result.and_then(|value| {
+        serde_json::to_vec(&value)
+            .map_err(|e| ApiError::Internal(format!("cannot encode response: {e}")))
+    }) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(err) => error_response(&err),
+    }
+}
+
+/// Reads and decodes a request body, whatever its content type.
+async fn parse<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::InvalidArgument(format!(
+                "cannot read request body (at most {MAX_BODY_BYTES} bytes): {e}"
+            ))
+        })?;
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid JSON request: {e}")))
+}
+
+/// Newline-delimited `{"result":...}` objects, then `{"error":...}` if the
+/// stream fails.
+fn ndjson(stream: impl Stream<Item = Result<Envelope, ApiError>> + Send + 'static) -> Response {
+    #[derive(Serialize)]
+    struct Item<'a> {
+        result: &'a Envelope,
+    }
+    #[derive(Serialize)]
+    struct Failure<'a> {
+        error: ErrorBody<'a>,
+    }
+    let lines = stream.map(|item| {
+        let mut line = match &item {
+            Ok(env) => serde_json::to_vec(&Item { result: env }),
+            Err(err) => serde_json::to_vec(&Failure {
+                error: ErrorBody::of(err),
+            }),
+        }
+        .unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, Infallible>(Bytes::from(line))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+fn stream_of(gw: &Gateway, result: Result<Subscription, ApiError>) -> Response {
+    match result {
+        Ok(sub) => ndjson(envelope_stream(gw.messages.clone(), sub)),
+        Err(err) => error_response(&err),
+    }
+}
+
+type Peer = ConnectInfo<SocketAddr>;
+
+/// A `POST` route that decodes the body into the service method's request
+/// type and encodes its response.
+macro_rules! unary {
+    ($service:ident . $method:ident) => {
+        post(
+            |State(gw): State<Gateway>, ConnectInfo(peer): Peer, body: Body| async move {
+                match parse(body).await {
+                    Ok(req) => respond(gw.$service.$method(Some(peer.ip()), req).await),
+                    Err(err) => error_response(&err),
+                }
+            },
         )
+    };
+}
+
+async fn subscribe(State(gw): State<Gateway>, ConnectInfo(peer): Peer, body: Body) -> Response {
+    match parse::<SubscribeRequest>(body).await {
+        Ok(req) => {
+            let sub = gw.messages.subscribe(Some(peer.ip()), req);
+            stream_of(&gw, sub)
+        }
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn subscribe_all(State(gw): State<Gateway>, ConnectInfo(peer): Peer, body: Body) -> Response {
+    match parse::<SubscribeAllRequest>(body).await {
+        Ok(SubscribeAllRequest {}) => {
+            let sub = gw.messages.subscribe_all(Some(peer.ip()));
+            stream_of(&gw, sub)
+        }
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn metrics(State(gw): State<Gateway>) -> Response {
+    let text = gw.metrics.render(gw.hub.subscriber_count());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+/// The gateway's routes. Serve them with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the peer address is
+/// the rate-limited client.
+pub fn router(
+    messages: MessageService,
+    keys: KeyService,
+    metrics_: Arc<Metrics>,
+    hub: Arc<Hub>,
+) -> Router {
+    let gw = Gateway {
+        messages,
+        keys,
+        metrics: metrics_,
+        hub,
+    };
+    Router::new()
+        .route("/message/v1/publish", unary!(messages.publish))
+        .route("/message/v1/query", unary!(messages.query))
+        .route("/message/v1/batch-query", unary!(messages.batch_query))
+        .route("/message/v1/subscribe", post(subscribe))
+        .route("/message/v1/subscribe-all", post(subscribe_all))
+        .route(
+            "/key/v1/register-installation",
+            unary!(keys.register_installation),
+        )
+        .route(
+            "/key/v1/upload-one-time-keys",
+            unary!(keys.upload_one_time_keys),
+        )
+        .route(
+            "/key/v1/count-one-time-keys",
+            unary!(keys.count_one_time_keys),
+        )
+        .route("/key/v1/get-installations", unary!(keys.get_installations))
+        .route(
+            "/key/v1/claim-one-time-keys",
+            unary!(keys.claim_one_time_keys),
+        )
+        .route(
+            "/key/v1/publish-revocation",
+            unary!(keys.publish_revocation),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CorsLayer::permissive())
+        .with_state(gw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_grpc_gateway() {
+        assert_eq!(
+            http_status(tonic::Code::InvalidArgument),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            http_status(tonic::Code::ResourceExhausted),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            http_status(tonic::Code::Unauthenticated),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(http_status(tonic::Code::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            http_status(tonic::Code::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            http_status(tonic::Code::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn error_bodies_have_code_message_and_details() {
+        let err = ApiError::InvalidArgument("bad".into());
+        let json = serde_json::to_string(&ErrorBody::of(&err)).unwrap();
+        assert_eq!(json, r#"{"code":3,"message":"bad","details":[]}"#);
+    }
 }
