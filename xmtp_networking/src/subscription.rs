@@ -144,7 +144,8 @@ struct State {
     live: Option<EnvelopeStream>,
     pending: VecDeque<Envelope>,
     needs_backfill: bool,
-    /// Consecutive failed connections since the last envelope.
+    /// Consecutive failed connections since the last healthy one (a
+    /// back-fill or a live envelope received).
     failures: u32,
     /// Back-fill floor of a topic on which nothing was delivered yet.
     default_floor: u64,
@@ -219,6 +220,8 @@ impl State {
             if self.needs_backfill {
                 match self.backfill().await {
                     Ok(envelopes) => {
+                        // Subscribed and queried: the connection is healthy.
+                        self.failures = 0;
                         self.needs_backfill = false;
                         self.pending.extend(envelopes);
                     }
@@ -416,5 +419,117 @@ mod tests {
         assert!(can_reconnect(&ApiError::StreamClosed("x".into())));
         assert!(!can_reconnect(&ApiError::InvalidArgument("x".into())));
         assert!(!can_reconnect(&ApiError::Unauthenticated("x".into())));
+    }
+
+    mod with_a_fake_node {
+        use futures::TryStreamExt;
+
+        use super::*;
+        use crate::testing::FakeNode;
+
+        fn options() -> ResilientOptions {
+            ResilientOptions {
+                reconnect: RetryPolicy::new(
+                    10,
+                    Duration::from_millis(10),
+                    Duration::from_millis(100),
+                ),
+                ..ResilientOptions::default()
+            }
+        }
+
+        fn batch(topic: &str, base: u64, range: std::ops::Range<u64>) -> Vec<Envelope> {
+            range
+                .map(|n| envelope(topic, base + n, &n.to_be_bytes()))
+                .collect()
+        }
+
+        async fn take(stream: &mut ResilientSubscription, n: usize) -> Vec<Envelope> {
+            stream.by_ref().take(n).try_collect().await.unwrap()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_gap_of_a_restart_is_back_filled_exactly_once() {
+            let node = Arc::new(FakeNode::default());
+            let mut stream =
+                ResilientSubscription::start(node.clone(), vec!["a".into()], options())
+                    .await
+                    .unwrap();
+            let base = now_ns();
+            let before = batch("a", base, 0..150);
+            node.publish(before.clone()).await.unwrap();
+            assert_eq!(take(&mut stream, 150).await, before);
+
+            // Down for three subscribe attempts; meanwhile others publish,
+            // one of them with a clock a little behind ours.
+            node.restart(3);
+            let mut gap = batch("a", base, 150..400);
+            gap.push(envelope("a", base + 100, b"late clock"));
+            node.store_quietly(gap.clone());
+
+            let mut got = take(&mut stream, gap.len()).await;
+            got.sort_by_key(|e| e.timestamp_ns);
+            gap.sort_by_key(|e| e.timestamp_ns);
+            assert_eq!(got, gap);
+            assert_eq!(node.subscribe_calls(), 1 + 3 + 1);
+
+            let live = batch("a", base, 400..410);
+            node.publish(live.clone()).await.unwrap();
+            assert_eq!(take(&mut stream, live.len()).await, live);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_repeated_live_envelope_is_delivered_once() {
+            let node = Arc::new(FakeNode::default());
+            let mut stream =
+                ResilientSubscription::start(node.clone(), vec!["a".into()], options())
+                    .await
+                    .unwrap();
+            let one = envelope("a", now_ns(), b"one");
+            let two = envelope("a", now_ns() + 1, b"two");
+            node.publish(vec![one.clone()]).await.unwrap();
+            node.broadcast_only(&one);
+            node.publish(vec![two.clone()]).await.unwrap();
+            assert_eq!(take(&mut stream, 2).await, vec![one, two]);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn it_gives_up_after_the_configured_reconnects() {
+            let node = Arc::new(FakeNode::default());
+            let mut stream =
+                ResilientSubscription::start(node.clone(), vec!["a".into()], options())
+                    .await
+                    .unwrap();
+            node.restart(u32::MAX);
+            let item = stream.next().await;
+            assert!(
+                matches!(item, Some(Err(ApiError::StreamClosed(_)))),
+                "{item:?}"
+            );
+            assert!(stream.next().await.is_none());
+            // One initial subscribe, then max_attempts - 1 reconnects.
+            assert_eq!(node.subscribe_calls(), 1 + 9);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn since_replays_history_then_goes_live() {
+            let node = Arc::new(FakeNode::default());
+            let base = now_ns();
+            node.store_quietly(vec![envelope("a", base - 1, b"too old")]);
+            let history = batch("a", base, 0..230);
+            node.store_quietly(history.clone());
+            let options = ResilientOptions {
+                since_ns: Some(base),
+                ..options()
+            };
+            let mut stream = ResilientSubscription::start(node.clone(), vec!["a".into()], options)
+                .await
+                .unwrap();
+            let live = envelope("a", base + 999, b"live");
+            node.publish(vec![live.clone()]).await.unwrap();
+            let mut expected = history;
+            expected.push(live);
+            assert_eq!(take(&mut stream, expected.len()).await, expected);
+        }
     }
 }
