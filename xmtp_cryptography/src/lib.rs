@@ -10,6 +10,7 @@
 //! - [`olm`], [`megolm`]: pairwise and group ratchets (vodozemac).
 //! - [`aead`]: AES-256-GCM with HKDF-derived keys, for storage and secure channels.
 //! - [`error`]: one error enum per concern.
+//! - [`v2`]: XMTP's V1/V2 protocol, for talking to XMTP's existing users.
 //!
 //! The exact bytes signed and encrypted are documented in `docs/PROTOCOL.md`.
 //!
@@ -51,6 +52,7 @@ pub mod error;
 pub mod installation;
 pub mod megolm;
 pub mod olm;
+pub mod v2;
 pub mod wallet;
 pub mod x3dh;
 
