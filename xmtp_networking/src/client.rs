@@ -2,7 +2,8 @@
 //! shared by the message API and the pre-key service.
 //!
 //! `http://` URLs speak plaintext HTTP/2; `https://` URLs speak TLS through
-//! rustls, trusting the platform's native root certificates. Every unary call
+//! rustls, trusting the platform's native root certificates and any CA given
+//! in [`ClientOptions::ca_certificate_pem`]. Every unary call
 //! runs under the request timeout and the retry policy of [`ClientOptions`];
 //! calls that open a subscription are retried the same way, the stream itself
 //! is not (see [`crate::ResilientSubscription`]). The channel reconnects by
@@ -16,7 +17,7 @@ use futures::StreamExt;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 use xmtp_proto::xmtp::key_api::v1::key_api_client::KeyApiClient;
 use xmtp_proto::xmtp::key_api::v1::{
     AddressInstallations, ClaimOneTimeKeysRequest, ClaimedKey, CountOneTimeKeysRequest,
@@ -172,8 +173,15 @@ fn endpoint(url: &str, options: &ClientOptions) -> Result<Endpoint, ApiError> {
         endpoint = endpoint.http2_keep_alive_interval(interval);
     }
     if tls {
+        let mut config = ClientTlsConfig::new();
+        if options.trust_native_roots {
+            config = config.with_native_roots();
+        }
+        if let Some(pem) = &options.ca_certificate_pem {
+            config = config.ca_certificate(Certificate::from_pem(pem));
+        }
         endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().with_native_roots())
+            .tls_config(config)
             .map_err(|source| ApiError::Connect {
                 url: url.to_owned(),
                 source,

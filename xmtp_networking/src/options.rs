@@ -28,6 +28,12 @@ pub struct ClientOptions {
     /// Interval of HTTP/2 keep-alive pings, which detect a dead connection
     /// under an idle subscription. `None` disables them.
     pub keep_alive_interval: Option<Duration>,
+    /// For `https://` URLs: trust the platform's root certificates.
+    pub trust_native_roots: bool,
+    /// For `https://` URLs: a PEM certificate authority to trust besides (or,
+    /// with `trust_native_roots` off, instead of) the platform's roots, for a
+    /// node behind a private CA.
+    pub ca_certificate_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +45,8 @@ impl Default for ClientOptions {
             max_message_size: 128 * 1024 * 1024,
             app_version: None,
             keep_alive_interval: Some(Duration::from_secs(30)),
+            trust_native_roots: true,
+            ca_certificate_pem: None,
         }
     }
 }
@@ -71,6 +79,14 @@ impl ClientOptions {
     /// Sets [`app_version`](Self::app_version).
     pub fn with_app_version(mut self, version: impl Into<String>) -> Self {
         self.app_version = Some(version.into());
+        self
+    }
+
+    /// Trusts the PEM certificate authority `pem` for `https://` nodes; with
+    /// `only` set, trusts it alone and not the platform's roots.
+    pub fn with_ca_certificate(mut self, pem: impl Into<Vec<u8>>, only: bool) -> Self {
+        self.ca_certificate_pem = Some(pem.into());
+        self.trust_native_roots = !only;
         self
     }
 
