@@ -1,0 +1,58 @@
+//! Decrypting and verifying one XMTP V2 message (AES-256-GCM with HKDF,
+//! the sender's pre-key signature, the pre-key's identity signature and the
+//! identity key's wallet signature), and encoding one for comparison.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use xmtp_cryptography::v2::{invitation, message, private_key::IdentityRequest};
+
+fn bench_v2(c: &mut Criterion) {
+    let mut rng = rand::thread_rng();
+    let wallet = PrivateKeySigner::random();
+    let request = IdentityRequest::new(&mut rng, 1_700_000_000_000);
+    let signature = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
+    let alice = request
+        .complete(&mut rng, &signature.as_bytes(), Some(wallet.address()))
+        .unwrap()
+        .to_v2()
+        .unwrap();
+    let invite = invitation::random_invitation(&mut rng, None);
+    let key = invitation::key_material(&invite).unwrap().to_vec();
+    let payload = vec![0x61u8; 256];
+    let sent = message::encode_v2(
+        &mut rng,
+        &alice,
+        &wallet.address(),
+        &invite.topic,
+        &key,
+        1_700_000_000_000_000_000,
+        &payload,
+        Some(true),
+    )
+    .unwrap();
+
+    c.bench_function("v2_decode_and_verify_256B", |b| {
+        b.iter(|| message::decode_v2(black_box(&sent.bytes), &invite.topic, &key).unwrap())
+    });
+    c.bench_function("v2_encode_and_sign_256B", |b| {
+        b.iter(|| {
+            message::encode_v2(
+                &mut rng,
+                &alice,
+                &wallet.address(),
+                &invite.topic,
+                &key,
+                1_700_000_000_000_000_000,
+                black_box(&payload),
+                Some(true),
+            )
+            .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, bench_v2);
+criterion_main!(benches);

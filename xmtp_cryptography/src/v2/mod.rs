@@ -1,0 +1,65 @@
+//! XMTP's V1/V2 protocol, byte for byte as XMTP's SDKs (xmtp-js 13,
+//! xmtp-android, xmtp-ios) speak it, so that our users can talk to XMTP's
+//! existing users and read their history.
+//!
+//! - [`keys`]: secp256k1 keys, recoverable signatures, uncompressed-point DH.
+//! - [`signature`]: the wallet texts ("Create Identity", "Enable Identity").
+//! - [`public_key`]: verified V1/V2 public bundles and their wallet address.
+//! - [`private_key`]: private bundles, identity creation, the 3-DH secret.
+//! - [`ciphertext`]: HKDF-SHA256 + AES-256-GCM with associated data.
+//! - [`private_store`]: the wallet-encrypted private bundle (`privatestore`).
+//! - [`contact`]: contact bundles. [`topic`]: content topics.
+//! - [`invitation`]: random and deterministic invitations, sealed and opened.
+//! - [`message`]: V1 and V2 messages, the sender signature and HMAC.
+//! - [`authn`]: the node's bearer tokens.
+//!
+//! V2 has no forward secrecy: a conversation's key material never changes.
+//! Our own conversations use the double ratchet; V2 is for interoperability.
+//!
+//! Everything here is synchronous and does no I/O: the wallet signs texts
+//! the caller obtains from [`private_key::IdentityRequest`] and
+//! [`private_store::EnableIdentityRequest`] / [`private_store::LockedBundle`].
+//!
+//! ```
+//! use alloy_signer::SignerSync;
+//! use alloy_signer_local::PrivateKeySigner;
+//! use xmtp_cryptography::v2::{invitation, message, private_key::IdentityRequest};
+//!
+//! let mut rng = rand::thread_rng();
+//! let make = |wallet: &PrivateKeySigner| {
+//!     let mut rng = rand::thread_rng();
+//!     let request = IdentityRequest::new(&mut rng, 1_700_000_000_000);
+//!     let sig = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
+//!     request.complete(&mut rng, &sig.as_bytes(), Some(wallet.address())).unwrap()
+//! };
+//! let (alice_wallet, bob_wallet) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+//! let alice = make(&alice_wallet).to_v2().unwrap();
+//! let bob = make(&bob_wallet).to_v2().unwrap();
+//!
+//! // Alice invites Bob; Bob opens the invitation with his keys.
+//! let bob_public = bob.public_bundle().unwrap();
+//! let invite = invitation::deterministic_invitation(&alice, &alice_wallet.address(), &bob_public, None).unwrap();
+//! let sealed = invitation::seal(&mut rng, &alice, &bob_public, 1, &invite).unwrap();
+//! let opened = invitation::open(&bob, &sealed, Some(1)).unwrap();
+//! assert_eq!(opened.peer_address(), alice_wallet.address());
+//!
+//! // Alice writes in the conversation; Bob reads and verifies it.
+//! let key = invitation::key_material(&opened.invitation).unwrap();
+//! let topic = &opened.invitation.topic;
+//! let sent = message::encode_v2(&mut rng, &alice, &alice_wallet.address(), topic, key, 2, b"hi", Some(true)).unwrap();
+//! let read = message::decode_v2(&sent.bytes, topic, key).unwrap();
+//! assert_eq!(read.payload, b"hi");
+//! assert_eq!(read.sender_address, alice_wallet.address());
+//! ```
+
+pub mod authn;
+pub mod ciphertext;
+pub mod contact;
+pub mod invitation;
+pub mod keys;
+pub mod message;
+pub mod private_key;
+pub mod private_store;
+pub mod public_key;
+pub mod signature;
+pub mod topic;
