@@ -25,7 +25,6 @@ fn bench_v2(c: &mut Criterion) {
     let sent = message::encode_v2(
         &mut rng,
         &alice,
-        &wallet.address(),
         &invite.topic,
         &key,
         1_700_000_000_000_000_000,
@@ -42,7 +41,6 @@ fn bench_v2(c: &mut Criterion) {
             message::encode_v2(
                 &mut rng,
                 &alice,
-                &wallet.address(),
                 &invite.topic,
                 &key,
                 1_700_000_000_000_000_000,

@@ -81,17 +81,13 @@ fn regenerate_own_vectors() {
 
     let token = authn::create_token(&alice, CREATED_NS).unwrap();
 
-    let invite = invitation::deterministic_invitation(
-        &alice_v2,
-        &alice_wallet.address(),
-        &bob_v2.public_bundle().unwrap(),
-        Some(context()),
-    )
-    .unwrap();
+    let invite =
+        invitation::deterministic_invitation(&alice_v2, bob_v2.public_bundle(), Some(context()))
+            .unwrap();
     let sealed = invitation::seal(
         &mut rng,
         &alice_v2,
-        &bob_v2.public_bundle().unwrap(),
+        bob_v2.public_bundle(),
         CREATED_NS,
         &invite,
     )
@@ -100,7 +96,6 @@ fn regenerate_own_vectors() {
     let v2 = message::encode_v2(
         &mut rng,
         &bob_v2,
-        &bob_wallet.address(),
         &invite.topic,
         &key,
         CREATED_NS + 1,
@@ -132,7 +127,7 @@ fn regenerate_own_vectors() {
         "alice_private_key_bundle": hex::encode(alice.encode().as_slice()),
         "bob_private_key_bundle": hex::encode(bob.encode().as_slice()),
         "alice_contact_v1": hex::encode(xmtp_cryptography::v2::contact::encode_v1(&alice.public_bundle().unwrap())),
-        "alice_contact_v2": hex::encode(xmtp_cryptography::v2::contact::encode_v2(alice_v2.public_bundle().unwrap().proto())),
+        "alice_contact_v2": hex::encode(xmtp_cryptography::v2::contact::encode_v2(alice_v2.public_bundle().proto())),
         "encrypted_private_key_bundle": hex::encode(&encrypted),
         "token": hex::encode(token.encode_to_vec()),
         "token_created_ns": CREATED_NS,
@@ -244,20 +239,11 @@ fn deterministic_invitation_is_reproduced_from_both_sides() {
     let alice = bundle(&v, "alice_private_key_bundle");
     let bob = bundle(&v, "bob_private_key_bundle");
     let (alice_v2, bob_v2) = (alice.to_v2().unwrap(), bob.to_v2().unwrap());
-    for (me, address, peer) in [
-        (
-            &alice_v2,
-            alice.wallet_address().unwrap(),
-            bob_v2.public_bundle().unwrap(),
-        ),
-        (
-            &bob_v2,
-            bob.wallet_address().unwrap(),
-            alice_v2.public_bundle().unwrap(),
-        ),
+    for (me, peer) in [
+        (&alice_v2, bob_v2.public_bundle()),
+        (&bob_v2, alice_v2.public_bundle()),
     ] {
-        let invite =
-            invitation::deterministic_invitation(me, &address, &peer, Some(context())).unwrap();
+        let invite = invitation::deterministic_invitation(me, peer, Some(context())).unwrap();
         assert_eq!(invite.topic, v["invitation_topic"].as_str().unwrap());
         assert_eq!(
             invitation::key_material(&invite).unwrap(),

@@ -97,12 +97,7 @@ fn bundles_made_by_xmtp_js_verify_to_their_wallets() {
     assert_eq!(bob.wallet_address().unwrap(), address(v, "bob_address"));
     // Their V2 forms verify to the same wallets.
     assert_eq!(
-        alice
-            .to_v2()
-            .unwrap()
-            .public_bundle()
-            .unwrap()
-            .wallet_address(),
+        alice.to_v2().unwrap().public_bundle().wallet_address(),
         address(v, "alice_address")
     );
     // Our encoding of the decoded bundle is byte-identical to xmtp-js's.
@@ -142,7 +137,6 @@ fn deterministic_topic_matches_xmtp_js_from_both_sides() {
     let bob_v2 = bob.to_v2().unwrap();
     let from_alice = invitation::deterministic_invitation(
         &alice_v2,
-        &alice.wallet_address().unwrap(),
         &VerifiedPublicKeyBundle::verify(&bob.public_bundle().unwrap())
             .unwrap()
             .to_signed()
@@ -150,13 +144,9 @@ fn deterministic_topic_matches_xmtp_js_from_both_sides() {
         Some(context.clone()),
     )
     .unwrap();
-    let from_bob = invitation::deterministic_invitation(
-        &bob_v2,
-        &bob.wallet_address().unwrap(),
-        &alice_v2.public_bundle().unwrap(),
-        Some(context),
-    )
-    .unwrap();
+    let from_bob =
+        invitation::deterministic_invitation(&bob_v2, alice_v2.public_bundle(), Some(context))
+            .unwrap();
     assert_eq!(from_alice.topic, v["topic"].as_str().unwrap());
     assert_eq!(from_bob.topic, v["topic"].as_str().unwrap());
     assert_eq!(

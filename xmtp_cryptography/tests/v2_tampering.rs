@@ -82,15 +82,10 @@ fn conversation(alice: &User, bob: &User, id: &str) -> (proto::InvitationV1, Vec
         conversation_id: id.into(),
         metadata: Default::default(),
     };
-    let bob_public = bob.v2.public_bundle().unwrap();
-    let invite = invitation::deterministic_invitation(
-        &alice.v2,
-        &alice.wallet.address(),
-        &bob_public,
-        Some(context),
-    )
-    .unwrap();
-    let sealed = invitation::seal(&mut rng, &alice.v2, &bob_public, 10, &invite).unwrap();
+    let bob_public = bob.v2.public_bundle();
+    let invite =
+        invitation::deterministic_invitation(&alice.v2, bob_public, Some(context)).unwrap();
+    let sealed = invitation::seal(&mut rng, &alice.v2, bob_public, 10, &invite).unwrap();
     (invite, sealed)
 }
 
@@ -191,7 +186,6 @@ fn v2_message_with_a_flipped_ciphertext_bit_is_refused() {
     let sent = message::encode_v2(
         &mut rand::thread_rng(),
         &alice.v2,
-        &alice.wallet.address(),
         &invite.topic,
         key,
         5,
@@ -215,28 +209,8 @@ fn v2_message_header_swapped_between_conversations_is_refused() {
     let k1 = invitation::key_material(&first).unwrap();
     let k2 = invitation::key_material(&second).unwrap();
     let mut rng = rand::thread_rng();
-    let m1 = message::encode_v2(
-        &mut rng,
-        &alice.v2,
-        &alice.wallet.address(),
-        &first.topic,
-        k1,
-        5,
-        b"one",
-        None,
-    )
-    .unwrap();
-    let m2 = message::encode_v2(
-        &mut rng,
-        &alice.v2,
-        &alice.wallet.address(),
-        &second.topic,
-        k2,
-        5,
-        b"two",
-        None,
-    )
-    .unwrap();
+    let m1 = message::encode_v2(&mut rng, &alice.v2, &first.topic, k1, 5, b"one", None).unwrap();
+    let m2 = message::encode_v2(&mut rng, &alice.v2, &second.topic, k2, 5, b"two", None).unwrap();
     // Replayed into the other conversation as is: its header names the first topic.
     assert!(matches!(
         message::decode_v2(&m1.bytes, &second.topic, k2),
@@ -271,7 +245,7 @@ fn v2_message_with_a_wrong_signature_is_refused() {
         .into();
     let forged = SignedContent {
         payload,
-        sender: Some(alice.v2.public_bundle().unwrap().proto().clone()),
+        sender: Some(alice.v2.public_bundle().proto().clone()),
         signature: Some(
             bob.v2
                 .current_pre_key()
@@ -316,8 +290,8 @@ fn v2_message_whose_pre_key_is_not_the_identitys_is_refused() {
         .finalize()
         .into();
     // Alice's identity key with Bob's pre-key (signed by Bob's identity).
-    let mut sender = alice.v2.public_bundle().unwrap().proto().clone();
-    sender.pre_key = bob.v2.public_bundle().unwrap().proto().pre_key.clone();
+    let mut sender = alice.v2.public_bundle().proto().clone();
+    sender.pre_key = bob.v2.public_bundle().proto().pre_key.clone();
     let forged = SignedContent {
         payload,
         sender: Some(sender),
@@ -401,7 +375,7 @@ fn v1_message_tampering_is_refused() {
 #[test]
 fn contact_bundle_authorised_by_another_wallet_is_refused() {
     let (alice, mallory) = (user(), user());
-    let bytes = contact::encode_v2(mallory.v2.public_bundle().unwrap().proto());
+    let bytes = contact::encode_v2(mallory.v2.public_bundle().proto());
     assert!(matches!(
         Contact::decode_for(&bytes, &alice.wallet.address()),
         Err(BundleError::WrongWallet { .. })

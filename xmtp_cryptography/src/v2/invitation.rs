@@ -109,14 +109,13 @@ pub fn random_invitation<R: RngCore + CryptoRng>(
 }
 
 /// The invitation both parties derive for their direct conversation (see the
-/// module documentation). `my_address` is the wallet of `me`.
+/// module documentation).
 pub fn deterministic_invitation(
     me: &PrivateKeyBundleV2,
-    my_address: &Address,
     peer: &VerifiedSignedBundle,
     context: Option<invitation_v1::Context>,
 ) -> Result<InvitationV1, InvitationError> {
-    let mine = my_address.to_checksum(None);
+    let mine = me.wallet_address().to_checksum(None);
     let theirs = peer.wallet_address().to_checksum(None);
     let my_pre_key = *me.current_pre_key()?.point();
     let secret = me.shared_secret(peer, &my_pre_key, mine < theirs)?;
@@ -163,7 +162,7 @@ pub fn seal<R: RngCore + CryptoRng>(
     invitation: &InvitationV1,
 ) -> Result<Vec<u8>, InvitationError> {
     check_invitation(invitation)?;
-    let my_bundle = sender.public_bundle()?;
+    let my_bundle = sender.public_bundle();
     let header_bytes = SealedInvitationHeaderV1 {
         sender: Some(my_bundle.proto().clone()),
         recipient: Some(recipient.proto().clone()),

@@ -158,14 +158,13 @@ pub struct EncodedMessage {
     pub id: String,
 }
 
-/// Encodes a V2 message of `sender` (whose wallet is `sender_address`) in the
+/// Encodes a V2 message of `sender` in the
 /// conversation `topic` with `key_material`, created at `created_ns`.
 /// `payload` is the encoded `EncodedContent`.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_v2<R: RngCore + CryptoRng>(
     rng: &mut R,
     sender: &PrivateKeyBundleV2,
-    sender_address: &Address,
     topic: &str,
     key_material: &[u8],
     created_ns: u64,
@@ -185,7 +184,7 @@ pub fn encode_v2<R: RngCore + CryptoRng>(
     let pre_key = sender.current_pre_key()?;
     let signed = SignedContent {
         payload: payload.to_vec(),
-        sender: Some(sender.public_bundle()?.proto().clone()),
+        sender: Some(sender.public_bundle().proto().clone()),
         signature: Some(pre_key.sign_digest(&digest)?),
     };
     let plaintext = Zeroizing::new(signed.encode_to_vec());
@@ -193,7 +192,7 @@ pub fn encode_v2<R: RngCore + CryptoRng>(
     let sender_hmac = sender_hmac(
         key_material,
         hmac_period(created_ns),
-        sender_address,
+        &sender.wallet_address(),
         &header_bytes,
     )?;
     let bytes = Message {

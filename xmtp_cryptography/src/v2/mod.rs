@@ -37,16 +37,16 @@
 //! let bob = make(&bob_wallet).to_v2().unwrap();
 //!
 //! // Alice invites Bob; Bob opens the invitation with his keys.
-//! let bob_public = bob.public_bundle().unwrap();
-//! let invite = invitation::deterministic_invitation(&alice, &alice_wallet.address(), &bob_public, None).unwrap();
-//! let sealed = invitation::seal(&mut rng, &alice, &bob_public, 1, &invite).unwrap();
+//! let bob_public = bob.public_bundle();
+//! let invite = invitation::deterministic_invitation(&alice, bob_public, None).unwrap();
+//! let sealed = invitation::seal(&mut rng, &alice, bob_public, 1, &invite).unwrap();
 //! let opened = invitation::open(&bob, &sealed, Some(1)).unwrap();
 //! assert_eq!(opened.peer_address(), alice_wallet.address());
 //!
 //! // Alice writes in the conversation; Bob reads and verifies it.
 //! let key = invitation::key_material(&opened.invitation).unwrap();
 //! let topic = &opened.invitation.topic;
-//! let sent = message::encode_v2(&mut rng, &alice, &alice_wallet.address(), topic, key, 2, b"hi", Some(true)).unwrap();
+//! let sent = message::encode_v2(&mut rng, &alice, topic, key, 2, b"hi", Some(true)).unwrap();
 //! let read = message::decode_v2(&sent.bytes, topic, key).unwrap();
 //! assert_eq!(read.payload, b"hi");
 //! assert_eq!(read.sender_address, alice_wallet.address());

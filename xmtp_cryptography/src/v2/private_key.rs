@@ -33,7 +33,7 @@ use super::{
     keys::{KeyError, PublicKey, RecoverableSignature, SecretKey},
     public_key::{
         legacy_key_point, legacy_key_wallet_address, signed_from_legacy, signed_key_point,
-        BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle,
+        verify_key_signature, BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle,
     },
     signature::{self, SignatureKind},
 };
@@ -426,14 +426,13 @@ impl PrivateKeyBundleV1 {
     /// The same keys in V2 form, as XMTP's SDKs convert them
     /// (`PrivateKeyBundleV2.fromLegacyBundle`).
     pub fn to_v2(&self) -> Result<PrivateKeyBundleV2, PrivateKeyError> {
-        Ok(PrivateKeyBundleV2 {
-            identity: self.identity.to_v2(true)?,
-            pre_keys: self
-                .pre_keys
+        PrivateKeyBundleV2::new(
+            self.identity.to_v2(true)?,
+            self.pre_keys
                 .iter()
                 .map(|k| k.to_v2(false))
                 .collect::<Result<Vec<_>, _>>()?,
-        })
+        )
     }
 }
 
@@ -499,6 +498,9 @@ impl SignedPrivateKey {
 pub struct PrivateKeyBundleV2 {
     identity: SignedPrivateKey,
     pre_keys: Vec<SignedPrivateKey>,
+    /// The verified public bundle with the current pre-key, kept so that
+    /// every message does not verify our own signatures again.
+    public: VerifiedSignedBundle,
 }
 
 impl PrivateKeyBundleV2 {
@@ -515,9 +517,36 @@ impl PrivateKeyBundleV2 {
             .iter()
             .map(SignedPrivateKey::from_proto)
             .collect::<Result<Vec<_>, _>>()?;
-        let out = Self { identity, pre_keys };
-        out.public_bundle()?;
-        Ok(out)
+        Self::new(identity, pre_keys)
+    }
+
+    fn new(
+        identity: SignedPrivateKey,
+        pre_keys: Vec<SignedPrivateKey>,
+    ) -> Result<Self, PrivateKeyError> {
+        let current = pre_keys.first().ok_or(PrivateKeyError::NoPreKey)?;
+        let public = VerifiedSignedBundle::verify(&SignedPublicKeyBundle {
+            identity_key: Some(identity.public.clone()),
+            pre_key: Some(current.public.clone()),
+        })?;
+        // Every older pre-key must be ours too.
+        for pre in &pre_keys[1..] {
+            verify_key_signature(
+                &identity.point,
+                &pre.public.key_bytes,
+                pre.public.signature.as_ref(),
+            )?;
+        }
+        Ok(Self {
+            identity,
+            pre_keys,
+            public,
+        })
+    }
+
+    /// The wallet that authorised the identity key.
+    pub fn wallet_address(&self) -> Address {
+        self.public.wallet_address()
     }
 
     /// The identity key.
@@ -543,12 +572,10 @@ impl PrivateKeyBundleV2 {
             .ok_or(PrivateKeyError::NoMatchingPreKey(*point))
     }
 
-    /// The verified public bundle with the current pre-key.
-    pub fn public_bundle(&self) -> Result<VerifiedSignedBundle, PrivateKeyError> {
-        Ok(VerifiedSignedBundle::verify(&SignedPublicKeyBundle {
-            identity_key: Some(self.identity.public.clone()),
-            pre_key: Some(self.current_pre_key()?.public.clone()),
-        })?)
+    /// The verified public bundle with the current pre-key (advertised in V2
+    /// contact bundles, invitations and messages).
+    pub fn public_bundle(&self) -> &VerifiedSignedBundle {
+        &self.public
     }
 
     /// The V2 shared secret with `peer`, using our pre-key `my_pre_key`.
@@ -590,10 +617,7 @@ mod tests {
         let bundle = new_bundle(&wallet);
         assert_eq!(bundle.wallet_address().unwrap(), wallet.address());
         let v2 = bundle.to_v2().unwrap();
-        assert_eq!(
-            v2.public_bundle().unwrap().wallet_address(),
-            wallet.address()
-        );
+        assert_eq!(v2.public_bundle().wallet_address(), wallet.address());
     }
 
     #[test]
@@ -613,13 +637,13 @@ mod tests {
     fn three_dh_agrees_between_sender_and_recipient() {
         let alice = new_bundle(&PrivateKeySigner::random()).to_v2().unwrap();
         let bob = new_bundle(&PrivateKeySigner::random()).to_v2().unwrap();
-        let a_pub = alice.public_bundle().unwrap();
-        let b_pub = bob.public_bundle().unwrap();
-        let a = alice.shared_secret(&b_pub, a_pub.pre_key(), false).unwrap();
-        let b = bob.shared_secret(&a_pub, b_pub.pre_key(), true).unwrap();
+        let a_pub = alice.public_bundle();
+        let b_pub = bob.public_bundle();
+        let a = alice.shared_secret(b_pub, a_pub.pre_key(), false).unwrap();
+        let b = bob.shared_secret(a_pub, b_pub.pre_key(), true).unwrap();
         assert_eq!(a.as_bytes(), b.as_bytes());
         assert_eq!(a.as_bytes().len(), 195);
-        let wrong = bob.shared_secret(&a_pub, b_pub.pre_key(), false).unwrap();
+        let wrong = bob.shared_secret(a_pub, b_pub.pre_key(), false).unwrap();
         assert_ne!(a.as_bytes(), wrong.as_bytes());
     }
 
@@ -654,9 +678,9 @@ mod tests {
     #[test]
     fn shared_secret_debug_is_redacted() {
         let bundle = new_bundle(&PrivateKeySigner::random()).to_v2().unwrap();
-        let public = bundle.public_bundle().unwrap();
+        let public = bundle.public_bundle();
         let secret = bundle
-            .shared_secret(&public, public.pre_key(), false)
+            .shared_secret(public, public.pre_key(), false)
             .unwrap();
         assert_eq!(format!("{secret:?}"), "SharedSecret(..)");
     }
