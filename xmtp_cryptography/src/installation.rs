@@ -267,8 +267,8 @@ impl InstallationKeys {
     }
 
     /// Generates `count` new one-time keys and returns them signed. vodozemac
-    /// keeps at most 100 private one-time keys and drops the oldest beyond
-    /// that, so publish at most [`InstallationKeys::max_one_time_keys`].
+    /// keeps at most 5,000 private one-time keys and drops the oldest beyond
+    /// that; keep at most [`InstallationKeys::max_one_time_keys`] on the node.
     pub fn generate_one_time_keys(&mut self, count: usize) -> Vec<SignedPreKey> {
         let result = self.account.generate_one_time_keys(count);
         result
@@ -307,12 +307,11 @@ impl InstallationKeys {
     /// [`InstallationKeys::forget_previous_fallback_key`].
     pub fn rotate_fallback_key(&mut self) -> SignedPreKey {
         self.account.generate_fallback_key();
-        let key = self
-            .account
-            .fallback_key()
-            .into_values()
-            .next()
-            .unwrap_or_else(|| self.account.curve25519_key());
+        #[allow(clippy::expect_used)]
+        let key =
+            self.account.fallback_key().into_values().next().expect(
+                "vodozemac reports a fallback key as unpublished right after generating it",
+            );
         self.fallback_key = Some(key);
         self.sign_pre_key(PreKeyKind::Fallback, key)
     }

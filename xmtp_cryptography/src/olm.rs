@@ -14,6 +14,10 @@
 //! once (vodozemac discards its key), so a replay is refused with
 //! [`DecryptError::MissingMessageKey`]. State is saved only as vodozemac's
 //! encrypted pickle under a caller-supplied key.
+//!
+//! vodozemac's limits on out-of-order delivery: a session keeps the last 5
+//! receiving chains, at most 40 skipped message keys per chain, and refuses a
+//! gap of more than 2,000 messages in one chain.
 
 use std::fmt;
 
