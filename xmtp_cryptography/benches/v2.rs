@@ -7,7 +7,9 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use xmtp_cryptography::v2::{invitation, message, private_key::IdentityRequest};
+use xmtp_cryptography::v2::{
+    invitation, message, private_key::IdentityRequest, public_key::BundleCache,
+};
 
 fn bench_v2(c: &mut Criterion) {
     let mut rng = rand::thread_rng();
@@ -35,6 +37,14 @@ fn bench_v2(c: &mut Criterion) {
 
     c.bench_function("v2_decode_and_verify_256B", |b| {
         b.iter(|| message::decode_v2(black_box(&sent.bytes), &invite.topic, &key).unwrap())
+    });
+    // Many messages of one sender: the sender's bundle is verified once.
+    let mut cache = BundleCache::new();
+    c.bench_function("v2_decode_and_verify_256B_cached_bundle", |b| {
+        b.iter(|| {
+            message::decode_v2_cached(black_box(&sent.bytes), &invite.topic, &key, &mut cache)
+                .unwrap()
+        })
     });
     c.bench_function("v2_encode_and_sign_256B", |b| {
         b.iter(|| {

@@ -15,7 +15,7 @@ use xmtp_cryptography::v2::{
     message::{self, MessageError},
     private_key::{IdentityRequest, PrivateKeyBundleV1, PrivateKeyBundleV2, PrivateKeyError},
     private_store::{EnableIdentityRequest, LockedBundle, PrivateStoreError},
-    public_key::{BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle},
+    public_key::{BundleCache, BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle},
     signature::{self as sig, SignatureKind},
 };
 use xmtp_proto::xmtp::message_contents::{
@@ -269,6 +269,26 @@ fn v2_message_with_a_wrong_signature_is_refused() {
     });
     assert!(matches!(
         message::decode_v2(&bytes, &invite.topic, key),
+        Err(MessageError::BadSignature)
+    ));
+    // With Alice's bundle already verified and cached from a genuine message, the forgery is
+    // still refused: the cache saves the bundle check, never the message's own signature check.
+    let mut cache = BundleCache::new();
+    let genuine = message::encode_v2(
+        &mut rand::thread_rng(),
+        &alice.v2,
+        &invite.topic,
+        key,
+        6,
+        b"ok",
+        None,
+    )
+    .unwrap();
+    let read = message::decode_v2_cached(&genuine.bytes, &invite.topic, key, &mut cache).unwrap();
+    assert_eq!(read.sender_address, alice.wallet.address());
+    assert_eq!(cache.len(), 1);
+    assert!(matches!(
+        message::decode_v2_cached(&bytes, &invite.topic, key, &mut cache),
         Err(MessageError::BadSignature)
     ));
 }

@@ -37,6 +37,7 @@ use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use xmtp_proto::xmtp::message_contents::{
     message, Message, MessageHeaderV1, MessageHeaderV2, MessageV1, MessageV2, SignedContent,
+    SignedPublicKeyBundle,
 };
 use zeroize::Zeroizing;
 
@@ -44,7 +45,7 @@ use super::{
     ciphertext::{self, CiphertextError},
     keys::KeyError,
     private_key::{PrivateKeyBundleV1, PrivateKeyBundleV2, PrivateKeyError},
-    public_key::{BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle},
+    public_key::{BundleCache, BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle},
     signature,
 };
 
@@ -238,6 +239,26 @@ pub fn decode_v2(
     topic: &str,
     key_material: &[u8],
 ) -> Result<DecodedMessageV2, MessageError> {
+    decode_v2_with(bytes, topic, key_material, VerifiedSignedBundle::verify)
+}
+
+/// As [`decode_v2`], remembering verified sender bundles in `cache` (for
+/// reading many messages of a conversation).
+pub fn decode_v2_cached(
+    bytes: &[u8],
+    topic: &str,
+    key_material: &[u8],
+    cache: &mut BundleCache,
+) -> Result<DecodedMessageV2, MessageError> {
+    decode_v2_with(bytes, topic, key_material, |bundle| cache.verify(bundle))
+}
+
+fn decode_v2_with(
+    bytes: &[u8],
+    topic: &str,
+    key_material: &[u8],
+    mut verify_bundle: impl FnMut(&SignedPublicKeyBundle) -> Result<VerifiedSignedBundle, BundleError>,
+) -> Result<DecodedMessageV2, MessageError> {
     let message = Message::decode(bytes)?;
     let v2 = match message.version {
         Some(message::Version::V2(v2)) => v2,
@@ -262,7 +283,7 @@ pub fn decode_v2(
         .as_ref()
         .ok_or(MessageError::Missing("sender bundle"))?;
     // The pre-key must be the identity key's, and the identity key the wallet's.
-    let sender = VerifiedSignedBundle::verify(bundle)?;
+    let sender = verify_bundle(bundle)?;
     let sig = signed
         .signature
         .as_ref()

@@ -340,3 +340,66 @@ impl VerifiedPublicKeyBundle {
         })
     }
 }
+
+/// Remembers bundles that verified, keyed by their exact encoding, so that a
+/// conversation's many messages from the same sender cost one bundle
+/// verification (a wallet-signature recovery and a pre-key check) instead of
+/// one each. A bundle that differs in any byte is verified afresh.
+#[derive(Debug, Default)]
+pub struct BundleCache {
+    verified: std::collections::HashMap<Vec<u8>, VerifiedSignedBundle>,
+}
+
+impl BundleCache {
+    /// Bundles kept at most; the cache is emptied when it is full.
+    pub const CAPACITY: usize = 4096;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Verifies `bundle`, or returns the result of an earlier verification of
+    /// the same bytes.
+    pub fn verify(
+        &mut self,
+        bundle: &SignedPublicKeyBundle,
+    ) -> Result<VerifiedSignedBundle, BundleError> {
+        let key = bundle.encode_to_vec();
+        if let Some(hit) = self.verified.get(&key) {
+            return Ok(hit.clone());
+        }
+        let verified = VerifiedSignedBundle::verify(bundle)?;
+        if self.verified.len() >= Self::CAPACITY {
+            self.verified.clear();
+        }
+        self.verified.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    /// Bundles currently remembered.
+    pub fn len(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Whether no bundle is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.verified.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_refuses_what_verification_refuses_and_remembers_only_successes() {
+        let mut cache = BundleCache::new();
+        let empty = SignedPublicKeyBundle::default();
+        assert_eq!(
+            cache.verify(&empty),
+            Err(BundleError::Missing("identity key"))
+        );
+        assert!(cache.is_empty());
+    }
+}
