@@ -428,4 +428,22 @@ mod tests {
             Err(DecryptError::UnknownMessageType(7))
         );
     }
+
+    #[test]
+    fn debug_shows_only_ids_and_lengths() {
+        let (_alice, _, _bob, _, mut session) = pair();
+        assert_eq!(
+            format!("{session:?}"),
+            format!("OlmSession {{ session_id: {:?} }}", session.session_id())
+        );
+        let message = session.encrypt(b"secret words").unwrap();
+        let debug = format!("{message:?}");
+        assert_eq!(
+            debug,
+            format!(
+                "OlmCiphertext {{ message_type: PreKey, len: {} }}",
+                message.to_bytes().len()
+            )
+        );
+    }
 }

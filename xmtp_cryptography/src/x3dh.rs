@@ -479,4 +479,19 @@ mod tests {
             format!("X25519KeyPair {{ public: {:?}, .. }}", pair.public_key())
         );
     }
+
+    #[test]
+    fn output_debug_shows_only_associated_data() {
+        let bob = Bob::new();
+        let (output, _) = initiate(&X25519KeyPair::random(), &bob.bundle(false)).unwrap();
+        let debug = format!("{output:?}");
+        assert_eq!(
+            debug,
+            format!(
+                "X3dhOutput {{ associated_data: {:?}, .. }}",
+                hex::encode(&output.associated_data)
+            )
+        );
+        assert!(!debug.contains(&hex::encode(output.shared_secret.expose_secret())));
+    }
 }
