@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent;
 mod builder;
 mod client;
 pub mod contacts;
@@ -36,6 +37,7 @@ mod stream;
 mod sync;
 mod time;
 
+pub use agent::{Agent, AgentBuilder, AgentError, MessageContext, MessageHandler, RunningAgent};
 pub use builder::{ClientBuilder, ClientOptions};
 pub use client::{installation_topic, Client};
 pub use contacts::Installation;
