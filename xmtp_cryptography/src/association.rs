@@ -102,6 +102,9 @@ impl Signed {
         installation: InstallationId,
         time_ns: u64,
     ) -> Result<Self, AssociationError> {
+        if time_ns == 0 {
+            return Err(AssociationError::BadTime(0));
+        }
         let account = wallet.address();
         let text = signed_text(kind, &account, &installation, time_ns)?;
         let signature = wallet.sign_text(&text).await?;
@@ -474,6 +477,17 @@ mod tests {
             Association::from_proto(&p),
             Err(AssociationError::BadTime(0))
         );
+    }
+
+    #[test]
+    fn a_zero_time_is_refused_when_signing() {
+        let wallet = LocalWallet::random();
+        let result = block_on(Association::create(
+            &wallet,
+            InstallationId::from_bytes([3; 32]),
+            0,
+        ));
+        assert_eq!(result.unwrap_err(), AssociationError::BadTime(0));
     }
 
     #[test]
