@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Subscribing before querying means every envelope is in the query, the live
-//! stream, or both; the de-duplication by digest removes the "both". The
+//! stream, or both; the de-duplication by digest removes the "both". Back-filled
+//! envelopes come topic by topic, each topic in timestamp order. The
 //! lookback (one minute by default) covers senders whose clocks lag: the node
 //! orders by the sender's timestamp, so an envelope published during the gap
 //! may carry a timestamp a little older than the last one seen. Envelopes
@@ -47,7 +48,10 @@ pub struct ResilientOptions {
     /// Also deliver the stored envelopes with a timestamp at or after this
     /// (nanoseconds since the Unix epoch) before the live ones, for example
     /// the time of the last envelope a previous run handled. `None` delivers
-    /// only what is published after [`ResilientSubscription::start`].
+    /// what is published after [`ResilientSubscription::start`]; but if the
+    /// connection drops before the first envelope arrives, the back-fill
+    /// starts `lookback` before the start (losing nothing to a sender's slow
+    /// clock), so envelopes stamped up to `lookback` earlier may appear.
     pub since_ns: Option<u64>,
     /// How far before the last seen timestamp a back-fill query starts.
     pub lookback: Duration,
@@ -105,7 +109,11 @@ impl ResilientSubscription {
             pending: VecDeque::new(),
             needs_backfill: options.since_ns.is_some(),
             failures: 0,
-            default_floor: options.since_ns.unwrap_or(started_ns),
+            default_floor: options.since_ns.unwrap_or_else(|| {
+                started_ns
+                    .saturating_sub(duration_ns(options.lookback))
+                    .max(1)
+            }),
             options,
             done: false,
         };

@@ -160,3 +160,79 @@ async fn rate_limiting_is_resource_exhausted_and_retries_get_through() {
     assert_eq!(stored.len(), 4);
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_that_never_answers_is_deadline_exceeded() {
+    // Accepts connections and never speaks: every call hangs until the
+    // client's request timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = ClientOptions::default()
+        .with_retry(quick_retries(2))
+        .with_request_timeout(std::time::Duration::from_millis(200));
+    let api = GrpcClient::connect_lazy(&url, options).unwrap();
+    let result = api
+        .query(xmtp_networking::paging::topic_query(
+            "/t",
+            0,
+            0,
+            SortDirection::Ascending,
+        ))
+        .await;
+    match result {
+        Err(error @ ApiError::DeadlineExceeded(_)) => assert!(error.is_retryable()),
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    }
+    holder.abort();
+}
+
+#[tokio::test]
+async fn a_publish_retried_across_a_node_restart_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("node.db3").to_string_lossy().into_owned();
+    let node = Node::start(NodeConfig::with_sqlite(db.clone()))
+        .await
+        .unwrap();
+    let port = node.grpc_addr().port();
+    let patient = ClientOptions::default().with_retry(RetryPolicy::new(
+        100,
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_millis(200),
+    ));
+    let api = GrpcClient::connect_with_options(&node.grpc_url(), patient)
+        .await
+        .unwrap();
+    let topic = topic("restart-publish");
+    let first = envelope(&topic, 1, 1);
+    api.publish(vec![first.clone()]).await.unwrap();
+
+    node.shutdown().await;
+    let second = envelope(&topic, 2, 2);
+    let publishing = tokio::spawn({
+        let api = api.clone();
+        let envelopes = vec![first.clone(), second.clone()];
+        async move { api.publish(envelopes).await }
+    });
+    // Let the first attempts meet the closed port (not a speed assertion:
+    // it only orders the restart after them).
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let node = Node::start(NodeConfig {
+        grpc_port: port,
+        ..NodeConfig::with_sqlite(db)
+    })
+    .await
+    .unwrap();
+    publishing.await.unwrap().unwrap();
+    let stored = api
+        .query_all(&topic, 0, 0, SortDirection::Ascending)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![first, second]);
+    node.shutdown().await;
+}
