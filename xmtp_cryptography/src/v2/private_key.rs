@@ -142,6 +142,8 @@ fn legacy_public(point: &PublicKey, timestamp_ms: u64) -> proto::PublicKey {
 #[derive(Debug, Clone)]
 pub struct PrivateKeyV1 {
     secret: SecretKey,
+    /// The private key's own creation time (milliseconds), kept as stored.
+    timestamp: u64,
     public: proto::PublicKey,
     point: PublicKey,
 }
@@ -159,6 +161,7 @@ impl PrivateKeyV1 {
         };
         Ok(Self {
             secret,
+            timestamp: key.timestamp,
             public,
             point,
         })
@@ -166,7 +169,7 @@ impl PrivateKeyV1 {
 
     fn to_proto(&self) -> proto::PrivateKey {
         proto::PrivateKey {
-            timestamp: self.public.timestamp,
+            timestamp: self.timestamp,
             union: Some(private_key::Union::Secp256k1(private_key::Secp256k1 {
                 bytes: self.secret.to_bytes().to_vec(),
             })),
@@ -200,7 +203,7 @@ impl PrivateKeyV1 {
     fn to_v2(&self, signed_by_wallet: bool) -> Result<SignedPrivateKey, PrivateKeyError> {
         Ok(SignedPrivateKey {
             secret: self.secret.clone(),
-            created_ns: self.public.timestamp.saturating_mul(1_000_000),
+            created_ns: self.timestamp.saturating_mul(1_000_000),
             public: signed_from_legacy(&self.public, signed_by_wallet)?,
             point: self.point,
         })
@@ -257,6 +260,7 @@ impl IdentityRequest {
         let mut bundle = PrivateKeyBundleV1 {
             identity: PrivateKeyV1 {
                 secret: self.identity,
+                timestamp: created_ms,
                 public,
                 point,
             },
@@ -362,6 +366,7 @@ impl PrivateKeyBundleV1 {
             0,
             PrivateKeyV1 {
                 secret,
+                timestamp: created_ms,
                 public,
                 point,
             },
