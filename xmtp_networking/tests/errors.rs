@@ -106,7 +106,7 @@ async fn urls_that_are_not_http_are_refused_before_dialling() {
 async fn rate_limiting_is_resource_exhausted_and_retries_get_through() {
     let config = NodeConfig {
         publish_limit: BucketConfig {
-            per_second: 1.0,
+            per_second: 0.5,
             burst: 3.0,
         },
         ..NodeConfig::default()
@@ -132,7 +132,7 @@ async fn rate_limiting_is_resource_exhausted_and_retries_get_through() {
     }
 
     // Same client address, so the same bucket: a patient client backs off
-    // until the bucket refills (one token a second).
+    // until the bucket refills (one token every two seconds).
     let patient = GrpcClient::connect_with_options(
         &node.grpc_url(),
         ClientOptions::default().with_retry(RetryPolicy::new(
