@@ -16,25 +16,19 @@
 //! envelope; the outbox is flushed after the commit (and again on restart),
 //! and the node stores a republished envelope once.
 
-use std::collections::HashMap;
-
 use prost::Message as _;
 use rand::RngCore;
-use xmtp_cryptography::{ClaimedPreKey, InstallationId, PreKeyKind, VerifiedInstallation};
-use xmtp_proto::xmtp::{message_contents::EncodedContent, v3::message_contents::OlmEnvelope};
+use xmtp_cryptography::InstallationId;
+use xmtp_proto::xmtp::message_contents::EncodedContent;
 
 use crate::{
-    client::{installation_topic, parse_address, Client},
+    client::{parse_address, Client},
     content::encode_text,
     error::ClientError,
     messages::{DirectMessage, Message, MESSAGE_ID_LEN},
-    sessions,
-    storage::{MessagePage, MessageRecord},
+    storage::{MessagePage, MessageRecord, StorageError, StorageTx},
     time::now_ns,
 };
-
-/// Version of the `OlmEnvelope` this client writes.
-pub(crate) const ENVELOPE_VERSION: u32 = 1;
 
 /// The kind of a direct conversation in storage.
 pub(crate) const KIND_DM: &str = "dm";
@@ -76,38 +70,7 @@ impl Client {
         self.ensure_not_revoked()?;
         let peer = parse_address(peer_address)?;
         let inner = &self.inner;
-        let peer_set = inner
-            .contacts
-            .installations(inner.api.as_ref(), &inner.storage, &peer, false)
-            .await?;
-        if peer_set.installations.is_empty() {
-            return Err(ClientError::PeerNotRegistered(peer.to_checksum()));
-        }
-        let own_set = if peer == inner.address {
-            peer_set.clone()
-        } else {
-            inner
-                .contacts
-                .installations(inner.api.as_ref(), &inner.storage, &inner.address, false)
-                .await?
-        };
-        if own_set.revoked.contains(&inner.installation_id) {
-            self.check_own_revocation().await?;
-            self.ensure_not_revoked()?;
-        }
-        let mut recipients: Vec<VerifiedInstallation> = Vec::new();
-        for v in peer_set
-            .installations
-            .iter()
-            .chain(own_set.installations.iter())
-        {
-            let id = v.installation_id();
-            if id != inner.installation_id && !recipients.iter().any(|r| r.installation_id() == id)
-            {
-                recipients.push(v.clone());
-            }
-        }
-
+        let recipients = self.recipients(&[peer]).await?;
         let mut message_id = [0u8; MESSAGE_ID_LEN];
         rand::thread_rng().fill_bytes(&mut message_id);
         let sent_ns = now_ns();
@@ -121,62 +84,42 @@ impl Client {
             received_ns: sent_ns,
             content: content.encode_to_vec(),
         };
-
-        let keys = inner.keys.lock().await;
-        let without_session: Vec<InstallationId> = inner.storage.transaction(|tx| {
-            let mut out = Vec::new();
-            for r in &recipients {
-                if !sessions::has_session(tx, r)? {
-                    out.push(r.installation_id());
-                }
+        let plaintext_for = |recipient: &InstallationId| {
+            DirectMessage {
+                message_id,
+                sender_address: inner.address,
+                recipient_installation_key: recipient.as_bytes().to_vec(),
+                peer_address: peer,
+                sent_ns,
+                content: content.clone(),
             }
-            Ok::<_, ClientError>(out)
-        })?;
-        let claimed = self.claim_keys(&recipients, &without_session).await?;
-
-        let stored = inner.storage.transaction(|tx| {
-            let now = now_ns();
-            for r in &recipients {
-                let id = r.installation_id();
-                let claim = claimed.get(&id);
-                if claim.is_none() && without_session.contains(&id) {
-                    tracing::warn!(installation = %id, "no pre-key could be claimed; skipping this installation");
-                    continue;
-                }
-                let plaintext = DirectMessage {
-                    message_id,
-                    sender_address: inner.address,
-                    recipient_installation_key: id.as_bytes().to_vec(),
-                    peer_address: peer,
-                    sent_ns,
-                    content: content.clone(),
-                }
-                .encode();
-                let ciphertext =
-                    sessions::encrypt_for(tx, &inner.pickle_key, &keys, r, claim, &plaintext, now)?;
-                let (message_type, bytes) = ciphertext.to_parts();
-                let envelope = OlmEnvelope {
-                    version: ENVELOPE_VERSION,
-                    sender_installation_key: inner.installation_id.as_bytes().to_vec(),
-                    sender_identity_key: inner.identity_key.to_vec(),
-                    sender_address: inner.address.to_checksum(),
-                    message_type: u32::from(message_type.as_u64() == 1),
-                    ciphertext: bytes,
-                };
-                tx.push_outbox(&installation_topic(&id), sent_ns, &envelope.encode_to_vec(), Some(&message_id), now)?;
-            }
-            tx.insert_message(&record)?;
-            tx.touch_conversation(&record.conversation_id, KIND_DM, Some(&record.conversation_id), sent_ns, now)?;
-            Ok::<_, ClientError>(tx.message(&message_id)?)
-        })?;
-        drop(keys);
+            .encode()
+        };
+        let (stored, published) = self
+            .fan_out(
+                &recipients,
+                sent_ns,
+                Some(&message_id),
+                plaintext_for,
+                |tx| {
+                    tx.insert_message(&record)?;
+                    tx.touch_conversation(
+                        &record.conversation_id,
+                        KIND_DM,
+                        Some(&record.conversation_id),
+                        sent_ns,
+                        now_ns(),
+                    )?;
+                    Ok(tx.message(&message_id)?)
+                },
+            )
+            .await?;
         self.notify_stored();
-        let message = Message::from_record(stored.ok_or(ClientError::Storage(
-            crate::storage::StorageError::Corrupt {
-                what: "message just stored",
-            },
-        ))?)?;
-        if let Err(e) = self.flush_outbox().await {
+        let stored = stored.ok_or(StorageError::Corrupt {
+            what: "message just stored",
+        })?;
+        let message = Message::from_record(stored)?;
+        if let Err(e) = published {
             return Err(ClientError::Queued {
                 message_id: message.id.clone(),
                 reason: e.to_string(),
@@ -185,54 +128,54 @@ impl Client {
         Ok(message)
     }
 
-    /// Claims one pre-key of each installation in `ids` and verifies it.
-    async fn claim_keys(
+    /// Stores a received direct message (its sender verified, its envelope
+    /// fields checked by the caller). `Ok(Ok(None))`: already stored;
+    /// `Ok(Err(reason))`: refused.
+    pub(crate) fn receive_direct(
         &self,
-        recipients: &[VerifiedInstallation],
-        ids: &[InstallationId],
-    ) -> Result<HashMap<InstallationId, ClaimedPreKey>, ClientError> {
-        let mut out = HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
+        tx: &StorageTx<'_>,
+        sender_installation: InstallationId,
+        direct: DirectMessage,
+        now: u64,
+    ) -> Result<Result<Option<Message>, String>, ClientError> {
+        let own = self.inner.address;
+        let sender = direct.sender_address;
+        let peer = if sender == own {
+            direct.peer_address
+        } else if direct.peer_address == own {
+            sender
+        } else {
+            return Ok(Err(
+                "message belongs to a conversation this account is not part of".into(),
+            ));
+        };
+        let conversation_id = peer.to_checksum();
+        let record = MessageRecord {
+            seq: 0,
+            message_id: direct.message_id.to_vec(),
+            conversation_id: conversation_id.clone(),
+            sender_address: sender.to_checksum(),
+            sender_installation: sender_installation.as_bytes().to_vec(),
+            sent_ns: direct.sent_ns,
+            received_ns: now,
+            content: direct.content.encode_to_vec(),
+        };
+        if !tx.insert_message(&record)? {
+            return Ok(Ok(None));
         }
-        let claimed = self
-            .inner
-            .api
-            .claim_one_time_keys(ids.iter().map(|id| id.as_bytes().to_vec()).collect())
-            .await?;
-        for c in claimed {
-            let Some(installation) = recipients
-                .iter()
-                .find(|r| r.installation_id().as_bytes() == c.installation_key.as_slice())
-            else {
-                continue;
-            };
-            let Some(key) = c.key else { continue };
-            let kind = if c.is_fallback {
-                PreKeyKind::Fallback
-            } else {
-                PreKeyKind::OneTime
-            };
-            match installation.verify_claimed_key(&key, kind) {
-                Ok(claim) => {
-                    out.insert(installation.installation_id(), claim);
-                }
-                Err(e) => {
-                    tracing::warn!(installation = %installation.installation_id(), error = %e, "claimed pre-key does not verify; using the bundle's fallback key");
-                    out.insert(
-                        installation.installation_id(),
-                        installation.fallback_as_claimed(),
-                    );
-                }
-            }
-        }
-        for r in recipients {
-            let id = r.installation_id();
-            if ids.contains(&id) && !out.contains_key(&id) {
-                out.insert(id, r.fallback_as_claimed());
-            }
-        }
-        Ok(out)
+        tx.touch_conversation(
+            &conversation_id,
+            KIND_DM,
+            Some(&conversation_id),
+            direct.sent_ns,
+            now,
+        )?;
+        let stored = tx
+            .message(&direct.message_id)?
+            .ok_or(StorageError::Corrupt {
+                what: "message just stored",
+            })?;
+        Ok(Ok(Some(Message::from_record(stored)?)))
     }
 
     /// Every conversation, most recently active first, with its newest message.

@@ -28,6 +28,7 @@ pub mod contacts;
 pub mod content;
 mod conversations;
 mod error;
+mod fanout;
 mod installation;
 pub mod messages;
 mod outbox;

@@ -81,6 +81,22 @@ pub enum InstallationPayload {
     Direct(DirectMessage),
 }
 
+impl InstallationPayload {
+    /// The sender's address, as bound inside the ciphertext.
+    pub fn sender_address(&self) -> Address {
+        match self {
+            Self::Direct(d) => d.sender_address,
+        }
+    }
+
+    /// The installation the plaintext was encrypted for.
+    pub fn recipient_installation_key(&self) -> &[u8] {
+        match self {
+            Self::Direct(d) => &d.recipient_installation_key,
+        }
+    }
+}
+
 impl DirectMessage {
     /// Encodes the plaintext for one recipient installation.
     pub(crate) fn encode(&self) -> Vec<u8> {

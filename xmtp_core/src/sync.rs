@@ -34,11 +34,10 @@ use xmtp_proto::xmtp::{
 
 use crate::{
     client::Client,
-    conversations::{normalize_conversation_id, KIND_DM},
     error::ClientError,
     messages::{decode_payload, InstallationPayload, Message},
     sessions::{self, Decrypted},
-    storage::{EnvelopeOutcome, MessageRecord, ProcessedEnvelope},
+    storage::{EnvelopeOutcome, ProcessedEnvelope},
     time::now_ns,
 };
 
@@ -228,7 +227,7 @@ impl Client {
         let Ok(olm) = OlmEnvelope::decode(envelope.message.as_slice()) else {
             return Ok(Err("malformed envelope".into()));
         };
-        if olm.version != crate::conversations::ENVELOPE_VERSION {
+        if olm.version != crate::fanout::ENVELOPE_VERSION {
             return Ok(Err(format!("unsupported envelope version {}", olm.version)));
         }
         let Some(id) = InstallationId::from_slice(&olm.sender_installation_key) else {
@@ -280,7 +279,6 @@ impl Client {
         a: &Authenticated,
     ) -> Result<EnvelopeResult, ClientError> {
         let inner = &self.inner;
-        let own_address = inner.address;
         let own_id = inner.installation_id;
         inner.storage.transaction(|tx| {
             let now = now_ns();
@@ -327,56 +325,34 @@ impl Client {
                     .spent_one_time_keys
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
-            let direct = match decode_payload(&plaintext) {
-                Ok(InstallationPayload::Direct(d)) => d,
+            let payload = match decode_payload(&plaintext) {
+                Ok(p) => p,
                 Err(e) => return failed(format!("invalid payload: {e}")),
             };
-            if direct.sender_address != a.address {
+            if payload.sender_address() != a.address {
                 return failed(
                     "sender address inside the ciphertext differs from the envelope's".into(),
                 );
             }
-            if direct.recipient_installation_key != own_id.as_bytes() {
+            if payload.recipient_installation_key() != own_id.as_bytes() {
                 return failed("message was encrypted for another installation".into());
             }
-            let peer = if a.address == own_address {
-                direct.peer_address
-            } else if direct.peer_address == own_address {
-                a.address
-            } else {
-                return failed(
-                    "message belongs to a conversation this account is not part of".into(),
-                );
+            let received = match payload {
+                InstallationPayload::Direct(direct) => {
+                    self.receive_direct(tx, a.sender.installation_id(), direct, now)?
+                }
             };
-            let conversation_id = normalize_conversation_id(&peer.to_checksum());
-            let record = MessageRecord {
-                seq: 0,
-                message_id: direct.message_id.to_vec(),
-                conversation_id: conversation_id.clone(),
-                sender_address: a.address.to_checksum(),
-                sender_installation: a.sender.installation_id().as_bytes().to_vec(),
-                sent_ns: direct.sent_ns,
-                received_ns: now,
-                content: direct.content.encode_to_vec(),
-            };
-            let inserted = tx.insert_message(&record)?;
-            finish(EnvelopeOutcome::Accepted)?;
-            if !inserted {
-                return Ok(EnvelopeResult::Duplicate);
+            match received {
+                Err(reason) => failed(reason),
+                Ok(None) => {
+                    finish(EnvelopeOutcome::Accepted)?;
+                    Ok(EnvelopeResult::Duplicate)
+                }
+                Ok(Some(message)) => {
+                    finish(EnvelopeOutcome::Accepted)?;
+                    Ok(EnvelopeResult::New(Box::new(message)))
+                }
             }
-            tx.touch_conversation(
-                &conversation_id,
-                KIND_DM,
-                Some(&conversation_id),
-                direct.sent_ns,
-                now,
-            )?;
-            let stored =
-                tx.message(&direct.message_id)?
-                    .ok_or(crate::storage::StorageError::Corrupt {
-                        what: "message just stored",
-                    })?;
-            Ok(EnvelopeResult::New(Box::new(Message::from_record(stored)?)))
         })
     }
 
