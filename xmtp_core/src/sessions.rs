@@ -178,3 +178,198 @@ pub(crate) fn decrypt_from(
         Err(e) => Ok(Err(InboundError::Session(e.to_string()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use xmtp_cryptography::{Association, LocalWallet};
+
+    use super::*;
+    use crate::storage::{DatabaseKey, Storage};
+
+    struct Side {
+        keys: InstallationKeys,
+        public: VerifiedInstallation,
+        storage: Storage,
+    }
+
+    fn side() -> Side {
+        let wallet = LocalWallet::random();
+        let mut keys = InstallationKeys::new();
+        keys.rotate_fallback_key();
+        let association = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(Association::create(&wallet, keys.installation_id(), 1))
+            .unwrap();
+        let public =
+            VerifiedInstallation::from_proto(&keys.public_bundle(&association).unwrap()).unwrap();
+        Side {
+            keys,
+            public,
+            storage: Storage::in_memory(&DatabaseKey::random()).unwrap(),
+        }
+    }
+
+    fn send(from: &Side, to: &Side, claim: Option<&ClaimedPreKey>, text: &[u8]) -> OlmCiphertext {
+        from.storage
+            .transaction(|tx| {
+                encrypt_for(
+                    tx,
+                    from.storage.pickle_key(),
+                    &from.keys,
+                    &to.public,
+                    claim,
+                    text,
+                    1,
+                )
+            })
+            .unwrap()
+    }
+
+    fn receive(to: &mut Side, from: &Side, ct: &OlmCiphertext) -> Result<Decrypted, InboundError> {
+        let Side { keys, storage, .. } = to;
+        storage
+            .transaction(|tx| decrypt_from(tx, storage.pickle_key(), keys, &from.public, ct, 2))
+            .unwrap()
+    }
+
+    #[test]
+    fn sessions_persist_between_messages_in_both_directions() {
+        let alice = side();
+        let mut bob = side();
+        let claim = bob.public.fallback_as_claimed();
+        let first = send(&alice, &bob, Some(&claim), b"one");
+        assert_eq!(first.message_type(), OlmMessageType::PreKey);
+        let d = receive(&mut bob, &alice, &first).unwrap();
+        assert!(d.new_session);
+        assert_eq!(d.plaintext.as_slice(), b"one");
+        // Bob answers on the stored session; no claim needed.
+        let reply = send(&bob, &alice, None, b"two");
+        let mut alice = alice;
+        let d = receive(&mut alice, &bob, &reply).unwrap();
+        assert!(!d.new_session);
+        assert_eq!(d.plaintext.as_slice(), b"two");
+        // After the reply, Alice's messages are normal messages.
+        let third = send(&alice, &bob, None, b"three");
+        assert_eq!(third.message_type(), OlmMessageType::Normal);
+        assert_eq!(
+            receive(&mut bob, &alice, &third)
+                .unwrap()
+                .plaintext
+                .as_slice(),
+            b"three"
+        );
+    }
+
+    #[test]
+    fn a_replayed_message_is_refused_and_changes_nothing() {
+        let alice = side();
+        let mut bob = side();
+        let claim = bob.public.fallback_as_claimed();
+        let first = send(&alice, &bob, Some(&claim), b"one");
+        receive(&mut bob, &alice, &first).unwrap();
+        assert!(matches!(
+            receive(&mut bob, &alice, &first),
+            Err(InboundError::Decrypt(_))
+        ));
+        let second = send(&alice, &bob, None, b"two");
+        assert_eq!(
+            receive(&mut bob, &alice, &second)
+                .unwrap()
+                .plaintext
+                .as_slice(),
+            b"two"
+        );
+        assert!(matches!(
+            receive(&mut bob, &alice, &second),
+            Err(InboundError::Decrypt(_))
+        ));
+        let sessions = bob
+            .storage
+            .transaction(|tx| tx.sessions_with(alice.public.installation_id().as_bytes()))
+            .unwrap();
+        assert_eq!(sessions.len(), 1, "a replay starts no second session");
+    }
+
+    #[test]
+    fn a_normal_message_without_a_session_is_refused() {
+        let alice = side();
+        let mut bob = side();
+        let mut carol = side();
+        let claim = bob.public.fallback_as_claimed();
+        let first = send(&alice, &bob, Some(&claim), b"one");
+        receive(&mut bob, &alice, &first).unwrap();
+        let reply = send(&bob, &alice, None, b"two");
+        let mut alice = alice;
+        receive(&mut alice, &bob, &reply).unwrap();
+        let normal = send(&alice, &bob, None, b"three");
+        // Carol never had a session with Alice.
+        assert_eq!(
+            receive(&mut carol, &alice, &normal).err(),
+            Some(InboundError::NoSession)
+        );
+    }
+
+    #[test]
+    fn sessions_started_by_both_sides_at_once_both_work() {
+        let mut alice = side();
+        let mut bob = side();
+        let to_bob = send(
+            &alice,
+            &bob,
+            Some(&bob.public.fallback_as_claimed()),
+            b"from alice",
+        );
+        let to_alice = send(
+            &bob,
+            &alice,
+            Some(&alice.public.fallback_as_claimed()),
+            b"from bob",
+        );
+        assert_eq!(
+            receive(&mut bob, &alice, &to_bob)
+                .unwrap()
+                .plaintext
+                .as_slice(),
+            b"from alice"
+        );
+        assert_eq!(
+            receive(&mut alice, &bob, &to_alice)
+                .unwrap()
+                .plaintext
+                .as_slice(),
+            b"from bob"
+        );
+        // Each side now holds two sessions and can read whatever the other sends next.
+        for _ in 0..3 {
+            let m = send(&alice, &bob, None, b"a");
+            assert_eq!(
+                receive(&mut bob, &alice, &m).unwrap().plaintext.as_slice(),
+                b"a"
+            );
+            let m = send(&bob, &alice, None, b"b");
+            assert_eq!(
+                receive(&mut alice, &bob, &m).unwrap().plaintext.as_slice(),
+                b"b"
+            );
+        }
+    }
+
+    #[test]
+    fn encrypting_without_a_session_or_a_claim_is_an_error() {
+        let alice = side();
+        let bob = side();
+        let r = alice.storage.transaction(|tx| {
+            encrypt_for(
+                tx,
+                alice.storage.pickle_key(),
+                &alice.keys,
+                &bob.public,
+                None,
+                b"x",
+                1,
+            )
+        });
+        assert!(matches!(r, Err(ClientError::Crypto(_))));
+    }
+}
