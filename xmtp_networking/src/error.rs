@@ -126,8 +126,10 @@ impl From<tonic::Status> for ApiError {
         match status.code() {
             Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument(message),
             Code::ResourceExhausted => Self::ResourceExhausted(message),
-            // Aborted is gRPC's "retry at a higher level" signal.
-            Code::Unavailable | Code::Aborted => Self::Unavailable(message),
+            // Aborted is gRPC's "retry at a higher level" signal; tonic's
+            // client reports Cancelled when the connection closed before the
+            // request could be sent, which is as safe to retry.
+            Code::Unavailable | Code::Aborted | Code::Cancelled => Self::Unavailable(message),
             Code::DeadlineExceeded => Self::DeadlineExceeded(message),
             Code::Unauthenticated | Code::PermissionDenied => Self::Unauthenticated(message),
             Code::NotFound => Self::NotFound(message),
@@ -169,6 +171,7 @@ mod tests {
             Code::ResourceExhausted,
             Code::DeadlineExceeded,
             Code::Aborted,
+            Code::Cancelled,
         ];
         let permanent = [
             Code::InvalidArgument,
