@@ -3,21 +3,20 @@
 //! identity key's wallet signature), and encoding one for comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use xmtp_cryptography::v2::{
     invitation, message, private_key::IdentityRequest, public_key::BundleCache,
 };
+use xmtp_cryptography::wallet::LocalWallet;
 
 fn bench_v2(c: &mut Criterion) {
     let mut rng = rand::thread_rng();
-    let wallet = PrivateKeySigner::random();
+    let wallet = LocalWallet::random();
     let request = IdentityRequest::new(&mut rng, 1_700_000_000_000);
-    let signature = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
+    let signature = wallet.sign_text_sync(request.text()).unwrap();
     let alice = request
-        .complete(&mut rng, &signature.as_bytes(), Some(wallet.address()))
+        .complete(&mut rng, signature.as_bytes(), Some(wallet.address()))
         .unwrap()
         .to_v2()
         .unwrap();

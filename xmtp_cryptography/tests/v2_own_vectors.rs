@@ -8,9 +8,6 @@
 //! deterministic constructions, reproduces them byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use alloy_primitives::Address;
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
 use prost::Message as _;
 use rand::{rngs::StdRng, SeedableRng};
 use serde_json::{json, Value};
@@ -23,22 +20,20 @@ use xmtp_cryptography::v2::{
     private_store::{EnableIdentityRequest, LockedBundle},
     public_key::VerifiedPublicKeyBundle,
 };
+use xmtp_cryptography::wallet::Address;
+use xmtp_cryptography::wallet::LocalWallet;
 use xmtp_proto::xmtp::message_contents::invitation_v1;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v2/own.json");
 const CREATED_MS: u64 = 1_700_000_000_000;
 const CREATED_NS: u64 = CREATED_MS * 1_000_000;
 
-fn wallet(seed: u8) -> PrivateKeySigner {
-    PrivateKeySigner::from_slice(&[seed; 32]).unwrap()
+fn wallet(seed: u8) -> LocalWallet {
+    LocalWallet::from_key_bytes(&[seed; 32]).unwrap()
 }
 
-fn sign(wallet: &PrivateKeySigner, text: &str) -> Vec<u8> {
-    wallet
-        .sign_message_sync(text.as_bytes())
-        .unwrap()
-        .as_bytes()
-        .to_vec()
+fn sign(wallet: &LocalWallet, text: &str) -> Vec<u8> {
+    wallet.sign_text_sync(text).unwrap().as_bytes().to_vec()
 }
 
 fn vectors() -> Value {
@@ -65,7 +60,7 @@ fn context() -> invitation_v1::Context {
 fn regenerate_own_vectors() {
     let mut rng = StdRng::seed_from_u64(0x786d_7470);
     let (alice_wallet, bob_wallet) = (wallet(0xa1), wallet(0xb0));
-    let make = |rng: &mut StdRng, w: &PrivateKeySigner| {
+    let make = |rng: &mut StdRng, w: &LocalWallet| {
         let request = IdentityRequest::new(rng, CREATED_MS);
         let sig = sign(w, request.text());
         request.complete(rng, &sig, Some(w.address())).unwrap()
@@ -122,8 +117,8 @@ fn regenerate_own_vectors() {
 
     let out = json!({
         "_comment": "Our own fixed vectors (no published ones exist for these). Wallet keys are 32 bytes of 0xa1 (alice) and 0xb0 (bob). Regenerate with `cargo test -p xmtp_cryptography --test v2_own_vectors -- --ignored`.",
-        "alice_address": alice_wallet.address().to_checksum(None),
-        "bob_address": bob_wallet.address().to_checksum(None),
+        "alice_address": alice_wallet.address().to_checksum(),
+        "bob_address": bob_wallet.address().to_checksum(),
         "alice_private_key_bundle": hex::encode(alice.encode().as_slice()),
         "bob_private_key_bundle": hex::encode(bob.encode().as_slice()),
         "alice_contact_v1": hex::encode(xmtp_cryptography::v2::contact::encode_v1(&alice.public_bundle().unwrap())),
@@ -220,7 +215,7 @@ fn token_verifies_and_is_reproduced() {
         .unwrap();
     let verified = authn::verify_token(&token).unwrap();
     assert_eq!(
-        verified.wallet_address.to_checksum(None),
+        verified.wallet_address.to_checksum(),
         v["alice_address"].as_str().unwrap()
     );
     assert_eq!(verified.created_ns, v["token_created_ns"].as_u64().unwrap());
@@ -264,11 +259,11 @@ fn sealed_invitation_opens_for_both_parties() {
     let for_alice = invitation::open(&alice, &sealed, created).unwrap();
     assert!(!for_bob.viewer_is_sender && for_alice.viewer_is_sender);
     assert_eq!(
-        for_bob.peer_address().to_checksum(None),
+        for_bob.peer_address().to_checksum(),
         v["alice_address"].as_str().unwrap()
     );
     assert_eq!(
-        for_alice.peer_address().to_checksum(None),
+        for_alice.peer_address().to_checksum(),
         v["bob_address"].as_str().unwrap()
     );
     for opened in [&for_bob, &for_alice] {
@@ -291,7 +286,7 @@ fn v2_message_decodes_with_its_id_and_hmac() {
     assert_eq!(decoded.payload, b"hello from bob");
     assert_eq!(decoded.id, v["message_v2_id"].as_str().unwrap());
     assert_eq!(
-        decoded.sender_address.to_checksum(None),
+        decoded.sender_address.to_checksum(),
         v["bob_address"].as_str().unwrap()
     );
     assert_eq!(decoded.should_push, Some(true));
@@ -351,11 +346,11 @@ fn v1_message_decodes_for_both_parties() {
         assert_eq!(decoded.payload, b"hello from alice");
         assert_eq!(decoded.viewer_is_sender, is_sender);
         assert_eq!(
-            decoded.sender.wallet_address().to_checksum(None),
+            decoded.sender.wallet_address().to_checksum(),
             v["alice_address"].as_str().unwrap()
         );
         assert_eq!(
-            decoded.recipient.wallet_address().to_checksum(None),
+            decoded.recipient.wallet_address().to_checksum(),
             v["bob_address"].as_str().unwrap()
         );
     }

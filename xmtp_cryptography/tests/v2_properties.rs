@@ -6,8 +6,6 @@
 
 use std::sync::OnceLock;
 
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
 use proptest::prelude::*;
 use prost::Message as _;
 use rand::{rngs::StdRng, SeedableRng};
@@ -17,6 +15,7 @@ use xmtp_cryptography::v2::{
     message,
     private_key::{three_dh, IdentityRequest, PrivateKeyBundleV2},
 };
+use xmtp_cryptography::wallet::LocalWallet;
 use xmtp_proto::xmtp::message_contents::{self as proto, message as msg, Ciphertext};
 
 struct Fixture {
@@ -32,11 +31,11 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let mut rng = StdRng::seed_from_u64(7);
         let make = |rng: &mut StdRng, seed: u8| {
-            let wallet = PrivateKeySigner::from_slice(&[seed; 32]).unwrap();
+            let wallet = LocalWallet::from_key_bytes(&[seed; 32]).unwrap();
             let request = IdentityRequest::new(rng, 1_700_000_000_000);
-            let sig = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
+            let sig = wallet.sign_text_sync(request.text()).unwrap();
             request
-                .complete(rng, &sig.as_bytes(), Some(wallet.address()))
+                .complete(rng, sig.as_bytes(), Some(wallet.address()))
                 .unwrap()
                 .to_v2()
                 .unwrap()

@@ -3,7 +3,6 @@
 //! repository and file it was taken from).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use alloy_primitives::Address;
 use base64::Engine as _;
 use prost::Message as _;
 use serde_json::Value;
@@ -20,6 +19,7 @@ use xmtp_cryptography::v2::{
     },
     signature::{self, create_identity_text, enable_identity_text},
 };
+use xmtp_cryptography::wallet::Address;
 use xmtp_proto::xmtp::message_contents::{
     self as proto, ciphertext as ct, invitation_v1, private_key, Ciphertext, MessageHeaderV1,
     PublicKeyBundle,
@@ -51,10 +51,7 @@ fn address(v: &Value, name: &str) -> Address {
 fn address_of_public_key_matches_xmtp_js() {
     let v = &vectors()["address_from_public_key"];
     let key = PublicKey::from_uncompressed(&hex_field(v, "public_key")).unwrap();
-    assert_eq!(
-        key.address().to_checksum(None),
-        v["address"].as_str().unwrap()
-    );
+    assert_eq!(key.address().to_checksum(), v["address"].as_str().unwrap());
 }
 
 // xmtp/xmtp-js sdks/js-sdk/test/crypto/PublicKey.test.ts, "human-friendly identity key signature request".

@@ -3,8 +3,6 @@
 //! swapped between conversations, invitations opened by outsiders.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 use xmtp_cryptography::v2::{
@@ -18,24 +16,25 @@ use xmtp_cryptography::v2::{
     public_key::{BundleCache, BundleError, VerifiedPublicKeyBundle, VerifiedSignedBundle},
     signature::{self as sig, SignatureKind},
 };
+use xmtp_cryptography::wallet::LocalWallet;
 use xmtp_proto::xmtp::message_contents::{
     self as proto, ciphertext as ct, message as msg, sealed_invitation, Ciphertext,
     SealedInvitation, SignedContent,
 };
 
 struct User {
-    wallet: PrivateKeySigner,
+    wallet: LocalWallet,
     v1: PrivateKeyBundleV1,
     v2: PrivateKeyBundleV2,
 }
 
 fn user() -> User {
     let mut rng = rand::thread_rng();
-    let wallet = PrivateKeySigner::random();
+    let wallet = LocalWallet::random();
     let request = IdentityRequest::new(&mut rng, 1_700_000_000_000);
-    let signature = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
+    let signature = wallet.sign_text_sync(request.text()).unwrap();
     let v1 = request
-        .complete(&mut rng, &signature.as_bytes(), Some(wallet.address()))
+        .complete(&mut rng, signature.as_bytes(), Some(wallet.address()))
         .unwrap();
     let v2 = v1.to_v2().unwrap();
     User { wallet, v1, v2 }
@@ -155,11 +154,7 @@ fn invitation_header_naming_a_bundle_signed_by_another_wallet_is_refused() {
     let sender = header.sender.as_mut().unwrap();
     let identity = sender.identity_key.as_mut().unwrap();
     let text = sig::create_identity_text(&identity.key_bytes);
-    let forged = mallory
-        .wallet
-        .sign_message_sync(text.as_bytes())
-        .unwrap()
-        .as_bytes();
+    let forged = mallory.wallet.sign_text_sync(&text).unwrap().to_vec();
     let forged =
         xmtp_cryptography::v2::keys::RecoverableSignature::from_wallet_bytes(&forged).unwrap();
     identity.signature = Some(sig::to_proto(SignatureKind::Wallet, &forged));
@@ -442,20 +437,16 @@ fn private_store_refuses_other_wallets_and_flipped_bits() {
     let mut rng = rand::thread_rng();
     let request = EnableIdentityRequest::new(&mut rng);
     // Bob's wallet cannot store Alice's keys.
-    let bob_sig = bob
-        .wallet
-        .sign_message_sync(request.text().as_bytes())
-        .unwrap()
-        .as_bytes();
+    let bob_sig = bob.wallet.sign_text_sync(request.text()).unwrap().to_vec();
     assert!(matches!(
         request.encrypt(&mut rng, &alice.v1, &bob_sig),
         Err(PrivateStoreError::WrongWallet { .. })
     ));
     let alice_sig = alice
         .wallet
-        .sign_message_sync(request.text().as_bytes())
+        .sign_text_sync(request.text())
         .unwrap()
-        .as_bytes();
+        .to_vec();
     let stored = request.encrypt(&mut rng, &alice.v1, &alice_sig).unwrap();
 
     let mut wrapper = proto::EncryptedPrivateKeyBundle::decode(stored.as_slice()).unwrap();
@@ -489,7 +480,7 @@ fn token_with_a_wrong_wallet_or_signature_is_refused() {
     // Claiming Bob's wallet with Alice's identity key.
     let mut claims_bob = token.clone();
     claims_bob.auth_data_bytes = xmtp_proto::xmtp::message_api::v1::AuthData {
-        wallet_addr: bob.wallet.address().to_checksum(None),
+        wallet_addr: bob.wallet.address().to_checksum(),
         created_ns: 1,
     }
     .encode_to_vec();
@@ -510,7 +501,7 @@ fn token_with_a_wrong_wallet_or_signature_is_refused() {
     // Altered timestamp under the original signature.
     let mut later = token;
     later.auth_data_bytes = xmtp_proto::xmtp::message_api::v1::AuthData {
-        wallet_addr: alice.wallet.address().to_checksum(None),
+        wallet_addr: alice.wallet.address().to_checksum(),
         created_ns: 2,
     }
     .encode_to_vec();

@@ -12,7 +12,9 @@
 //! A node verifies that the identity key is authorised by the wallet named in
 //! the auth data and that the identity key signed the auth data.
 
-use alloy_primitives::{keccak256, Address};
+use alloy_primitives::keccak256;
+
+use crate::wallet::Address;
 use base64::Engine as _;
 use prost::Message;
 use xmtp_proto::xmtp::message_api::v1::{AuthData, Token};
@@ -71,7 +73,7 @@ pub struct VerifiedToken {
 pub fn create_token(keys: &PrivateKeyBundleV1, created_ns: u64) -> Result<Token, TokenError> {
     let identity = keys.identity_key();
     let auth_data_bytes = AuthData {
-        wallet_addr: keys.wallet_address()?.to_checksum(None),
+        wallet_addr: keys.wallet_address()?.to_checksum(),
         created_ns,
     }
     .encode_to_vec();

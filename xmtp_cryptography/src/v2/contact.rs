@@ -7,7 +7,7 @@
 //! `ContactBundle`. Every contact is verified on decoding: the identity key
 //! must be authorised by a wallet and the pre-key signed by the identity key.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use prost::Message;
 use xmtp_proto::xmtp::message_contents::{
     contact_bundle, ContactBundle, ContactBundleV1, ContactBundleV2, PublicKeyBundle,

@@ -23,7 +23,7 @@
 //! key     = HKDF-SHA256(ikm = s, salt = "__XMTP__INVITATION__SALT__XMTP__", info = "0|" || A || "|" || B, L = 32)
 //! ```
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use prost::Message;
@@ -115,8 +115,8 @@ pub fn deterministic_invitation(
     peer: &VerifiedSignedBundle,
     context: Option<invitation_v1::Context>,
 ) -> Result<InvitationV1, InvitationError> {
-    let mine = me.wallet_address().to_checksum(None);
-    let theirs = peer.wallet_address().to_checksum(None);
+    let mine = me.wallet_address().to_checksum();
+    let theirs = peer.wallet_address().to_checksum();
     let my_pre_key = *me.current_pre_key()?.point();
     let secret = me.shared_secret(peer, &my_pre_key, mine < theirs)?;
     let mut sorted = [mine, theirs];

@@ -15,7 +15,7 @@
 //! k256 produces byte-identical signatures, so vectors from XMTP's test suites
 //! can be checked exactly.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use k256::{
     ecdsa::{RecoveryId, Signature as K256Signature, SigningKey, VerifyingKey},
     elliptic_curve::sec1::ToEncodedPoint,
@@ -95,7 +95,7 @@ impl PublicKey {
     /// The Ethereum address of this key.
     pub fn address(&self) -> Address {
         let point = self.to_uncompressed();
-        Address::from_raw_public_key(&point[1..])
+        Address::from(alloy_primitives::Address::from_raw_public_key(&point[1..]))
     }
 
     /// Verifies an ECDSA signature of a 32-byte digest (the recovery id is

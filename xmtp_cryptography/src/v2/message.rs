@@ -29,7 +29,7 @@
 //! identity key, a signature that does not verify, and an identity key not
 //! signed by a wallet.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use prost::Message as _;
@@ -104,7 +104,7 @@ pub fn hmac_period(time_ns: u64) -> u64 {
 /// The HMAC key of a sender in a conversation for one 30-day period (what
 /// xmtp-js 13 exports through `getV2ConversationHmacKeys`).
 pub fn sender_hmac_key(key_material: &[u8], period: u64, sender: &Address) -> Zeroizing<[u8; 32]> {
-    let info = format!("{period}-{}", sender.to_checksum(None));
+    let info = format!("{period}-{}", sender.to_checksum());
     let mut key = Zeroizing::new([0u8; 32]);
     // 32 bytes is always a valid HKDF-SHA256 output length.
     let _ =

@@ -16,23 +16,23 @@
 //! V2 has no forward secrecy: a conversation's key material never changes.
 //! Our own conversations use the double ratchet; V2 is for interoperability.
 //!
-//! Everything here is synchronous and does no I/O: the wallet signs texts
+//! Addresses are [`crate::wallet::Address`]. Everything here is synchronous
+//! and does no I/O: the wallet (any [`crate::wallet::WalletSigner`]) signs texts
 //! the caller obtains from [`private_key::IdentityRequest`] and
 //! [`private_store::EnableIdentityRequest`] / [`private_store::LockedBundle`].
 //!
 //! ```
-//! use alloy_signer::SignerSync;
-//! use alloy_signer_local::PrivateKeySigner;
 //! use xmtp_cryptography::v2::{invitation, message, private_key::IdentityRequest};
+//! use xmtp_cryptography::wallet::LocalWallet;
 //!
 //! let mut rng = rand::thread_rng();
-//! let make = |wallet: &PrivateKeySigner| {
+//! let make = |wallet: &LocalWallet| {
 //!     let mut rng = rand::thread_rng();
 //!     let request = IdentityRequest::new(&mut rng, 1_700_000_000_000);
-//!     let sig = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
-//!     request.complete(&mut rng, &sig.as_bytes(), Some(wallet.address())).unwrap()
+//!     let sig = wallet.sign_text_sync(request.text()).unwrap();
+//!     request.complete(&mut rng, sig.as_bytes(), Some(wallet.address())).unwrap()
 //! };
-//! let (alice_wallet, bob_wallet) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+//! let (alice_wallet, bob_wallet) = (LocalWallet::random(), LocalWallet::random());
 //! let alice = make(&alice_wallet).to_v2().unwrap();
 //! let bob = make(&bob_wallet).to_v2().unwrap();
 //!

@@ -19,7 +19,7 @@
 //! recipient. Secrets live in [`SecretKey`] and [`SharedSecret`], which zeroize
 //! on drop and print nothing secret.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use prost::Message;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -604,21 +604,20 @@ impl PrivateKeyBundleV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_signer::SignerSync;
-    use alloy_signer_local::PrivateKeySigner;
+    use crate::wallet::LocalWallet;
 
-    fn new_bundle(wallet: &PrivateKeySigner) -> PrivateKeyBundleV1 {
+    fn new_bundle(wallet: &LocalWallet) -> PrivateKeyBundleV1 {
         let mut rng = rand::thread_rng();
         let request = IdentityRequest::new(&mut rng, 1_700_000_000_000);
-        let sig = wallet.sign_message_sync(request.text().as_bytes()).unwrap();
+        let sig = wallet.sign_text_sync(request.text()).unwrap();
         request
-            .complete(&mut rng, &sig.as_bytes(), Some(wallet.address()))
+            .complete(&mut rng, sig.as_bytes(), Some(wallet.address()))
             .unwrap()
     }
 
     #[test]
     fn identity_is_authorised_by_the_wallet_that_signed() {
-        let wallet = PrivateKeySigner::random();
+        let wallet = LocalWallet::random();
         let bundle = new_bundle(&wallet);
         assert_eq!(bundle.wallet_address().unwrap(), wallet.address());
         let v2 = bundle.to_v2().unwrap();
@@ -628,20 +627,20 @@ mod tests {
     #[test]
     fn identity_signed_by_another_wallet_is_refused() {
         let mut rng = rand::thread_rng();
-        let wallet = PrivateKeySigner::random();
-        let other = PrivateKeySigner::random();
+        let wallet = LocalWallet::random();
+        let other = LocalWallet::random();
         let request = IdentityRequest::new(&mut rng, 1);
-        let sig = other.sign_message_sync(request.text().as_bytes()).unwrap();
+        let sig = other.sign_text_sync(request.text()).unwrap();
         assert!(matches!(
-            request.complete(&mut rng, &sig.as_bytes(), Some(wallet.address())),
+            request.complete(&mut rng, sig.as_bytes(), Some(wallet.address())),
             Err(PrivateKeyError::WrongWallet { .. })
         ));
     }
 
     #[test]
     fn three_dh_agrees_between_sender_and_recipient() {
-        let alice = new_bundle(&PrivateKeySigner::random()).to_v2().unwrap();
-        let bob = new_bundle(&PrivateKeySigner::random()).to_v2().unwrap();
+        let alice = new_bundle(&LocalWallet::random()).to_v2().unwrap();
+        let bob = new_bundle(&LocalWallet::random()).to_v2().unwrap();
         let a_pub = alice.public_bundle();
         let b_pub = bob.public_bundle();
         let a = alice.shared_secret(b_pub, a_pub.pre_key(), false).unwrap();
@@ -654,7 +653,7 @@ mod tests {
 
     #[test]
     fn bundle_round_trips_through_its_encoding() {
-        let bundle = new_bundle(&PrivateKeySigner::random());
+        let bundle = new_bundle(&LocalWallet::random());
         let decoded = PrivateKeyBundleV1::decode(&bundle.encode()).unwrap();
         assert_eq!(decoded.encode(), bundle.encode());
         assert_eq!(
@@ -665,8 +664,8 @@ mod tests {
 
     #[test]
     fn mismatched_public_key_is_refused() {
-        let a = new_bundle(&PrivateKeySigner::random());
-        let b = new_bundle(&PrivateKeySigner::random());
+        let a = new_bundle(&LocalWallet::random());
+        let b = new_bundle(&LocalWallet::random());
         let mut message = proto::PrivateKeyBundleV1 {
             identity_key: Some(a.identity.to_proto()),
             pre_keys: vec![a.pre_keys[0].to_proto()],
@@ -682,7 +681,7 @@ mod tests {
 
     #[test]
     fn shared_secret_debug_is_redacted() {
-        let bundle = new_bundle(&PrivateKeySigner::random()).to_v2().unwrap();
+        let bundle = new_bundle(&LocalWallet::random()).to_v2().unwrap();
         let public = bundle.public_bundle();
         let secret = bundle
             .shared_secret(public, public.pre_key(), false)

@@ -15,7 +15,7 @@
 //! tries the signature as given and then with `v` moved by 27. Legacy stores
 //! hold a bare `EncryptedPrivateKeyBundleV1`, which is read too.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use prost::Message;
 use rand::{CryptoRng, RngCore};
 use xmtp_proto::xmtp::message_contents::{

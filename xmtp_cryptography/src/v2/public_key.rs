@@ -18,7 +18,7 @@
 //! [`VerifiedSignedBundle`] and [`VerifiedPublicKeyBundle`] can only be made by
 //! verifying, so code holding one knows whose bundle it is.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use xmtp_proto::xmtp::message_contents::{

@@ -17,7 +17,7 @@
 //! the EIP-191 digest and carry `wallet_ecdsa_compact` (V2) or, in V1 public
 //! keys, `ecdsa_compact` as well.
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use xmtp_proto::xmtp::message_contents::{signature, Signature};
 
 use super::keys::{KeyError, PublicKey, RecoverableSignature};

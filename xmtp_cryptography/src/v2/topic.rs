@@ -13,7 +13,7 @@
 //! with `/` replaced by `-`; a deterministic one is 64 hex digits (see
 //! [`super::invitation`]).
 
-use alloy_primitives::Address;
+use crate::wallet::Address;
 use base64::Engine as _;
 use rand::{CryptoRng, RngCore};
 
@@ -24,30 +24,30 @@ pub fn content_topic(name: &str) -> String {
 
 /// The topic where a user's contact bundles are published.
 pub fn contact_topic(address: &Address) -> String {
-    content_topic(&format!("contact-{}", address.to_checksum(None)))
+    content_topic(&format!("contact-{}", address.to_checksum()))
 }
 
 /// The topic where sealed invitations to a user are published.
 pub fn invite_topic(address: &Address) -> String {
-    content_topic(&format!("invite-{}", address.to_checksum(None)))
+    content_topic(&format!("invite-{}", address.to_checksum()))
 }
 
 /// The topic where V1 introductions to a user are published.
 pub fn intro_topic(address: &Address) -> String {
-    content_topic(&format!("intro-{}", address.to_checksum(None)))
+    content_topic(&format!("intro-{}", address.to_checksum()))
 }
 
 /// The topic where a wallet's encrypted private key bundle is stored.
 pub fn private_store_topic(address: &Address) -> String {
     content_topic(&format!(
         "privatestore-{}/key_bundle",
-        address.to_checksum(None)
+        address.to_checksum()
     ))
 }
 
 /// The topic of the V1 conversation between two addresses.
 pub fn direct_message_topic_v1(a: &Address, b: &Address) -> String {
-    let mut members = [a.to_checksum(None), b.to_checksum(None)];
+    let mut members = [a.to_checksum(), b.to_checksum()];
     members.sort();
     content_topic(&format!("dm-{}-{}", members[0], members[1]))
 }
