@@ -398,3 +398,80 @@ async fn a_stream_resumes_after_the_node_restarts_without_loss_or_duplicates() {
         ["before", "after 0", "after 1", "after 2"]
     );
 }
+
+#[tokio::test]
+async fn one_time_keys_run_out_fall_back_top_up_and_survive_a_fallback_rotation() {
+    let node = start_node().await;
+    let api = api(&node).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bob.db3");
+    let key = DatabaseKey::random();
+    let bob_wallet = LocalWallet::random();
+    let few_keys = xmtp_core::ClientOptions {
+        min_one_time_keys: 2,
+        target_one_time_keys: 3,
+        ..options()
+    };
+    let build_bob = |options: xmtp_core::ClientOptions| {
+        xmtp_core::ClientBuilder::new()
+            .api(api.clone())
+            .wallet(std::sync::Arc::new(bob_wallet.clone()))
+            .database_path(&path)
+            .database_key(key.clone())
+            .options(options)
+            .build()
+    };
+    let bob = build_bob(few_keys.clone()).await.unwrap();
+    let bob_key = hex::decode(bob.installation_id()).unwrap();
+    assert_eq!(api.count_one_time_keys(bob_key.clone()).await.unwrap(), 3);
+
+    // Five new contacts: three get one-time keys, two the fallback key.
+    let mut senders = Vec::new();
+    for i in 0..5 {
+        let c = client(&node, &LocalWallet::random()).await;
+        c.send_text(&bob.address(), &format!("hello {i}"))
+            .await
+            .unwrap();
+        senders.push(c);
+    }
+    assert_eq!(api.count_one_time_keys(bob_key.clone()).await.unwrap(), 0);
+    let summary = bob.sync().await.unwrap();
+    assert_eq!((summary.new_messages, summary.failed), (5, 0));
+    assert!(
+        api.count_one_time_keys(bob_key.clone()).await.unwrap() >= 2,
+        "topped up after the sync"
+    );
+
+    // Exhaust again, so the next contact starts on the current fallback key...
+    for i in 5..9 {
+        let c = client(&node, &LocalWallet::random()).await;
+        c.send_text(&bob.address(), &format!("hello {i}"))
+            .await
+            .unwrap();
+        senders.push(c);
+    }
+    drop(bob);
+    // ...which Bob rotates on restart before reading that message.
+    let rotate_now = xmtp_core::ClientOptions {
+        fallback_key_rotation: std::time::Duration::ZERO,
+        ..few_keys
+    };
+    let bob = build_bob(rotate_now).await.unwrap();
+    let summary = bob.sync().await.unwrap();
+    assert_eq!(
+        (summary.new_messages, summary.failed),
+        (4, 0),
+        "{:?}",
+        bob.failed_envelopes().unwrap()
+    );
+    for (i, s) in senders.iter().enumerate() {
+        assert_eq!(texts(&bob, &s.address()), [format!("hello {i}")]);
+        // And every one of these sessions works in the other direction.
+        bob.send_text(&s.address(), "welcome").await.unwrap();
+        s.sync().await.unwrap();
+        assert_eq!(
+            texts(s, &bob.address()),
+            [format!("hello {i}"), "welcome".to_string()]
+        );
+    }
+}
