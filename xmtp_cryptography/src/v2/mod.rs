@@ -8,6 +8,7 @@
 //! - [`private_key`]: private bundles, identity creation, the 3-DH secret.
 //! - [`ciphertext`]: HKDF-SHA256 + AES-256-GCM with associated data.
 //! - [`private_store`]: the wallet-encrypted private bundle (`privatestore`).
+//! - [`identity`]: create, store and recover an identity with any wallet.
 //! - [`contact`]: contact bundles. [`topic`]: content topics.
 //! - [`invitation`]: random and deterministic invitations, sealed and opened.
 //! - [`message`]: V1 and V2 messages, the sender signature and HMAC.
@@ -55,6 +56,7 @@
 pub mod authn;
 pub mod ciphertext;
 pub mod contact;
+pub mod identity;
 pub mod invitation;
 pub mod keys;
 pub mod message;

@@ -57,6 +57,12 @@ pub fn direct_message_topic_v2(id: &str) -> String {
     content_topic(&format!("m-{id}"))
 }
 
+/// The ephemeral companion of a V2 conversation topic (`/xmtp/0/mE-...`),
+/// where XMTP's SDKs send messages that need not be stored.
+pub fn ephemeral_topic(topic: &str) -> String {
+    topic.replacen("/xmtp/0/m", "/xmtp/0/mE", 1)
+}
+
 /// A new random V2 conversation topic.
 pub fn random_conversation_topic<R: RngCore + CryptoRng>(rng: &mut R) -> String {
     let mut bytes = [0u8; 32];
@@ -96,6 +102,14 @@ mod tests {
             assert_eq!(id.len(), 43);
             assert!(!id.contains('/') && !id.contains('='));
         }
+    }
+
+    #[test]
+    fn ephemeral_topic_marks_the_conversation_id() {
+        assert_eq!(
+            ephemeral_topic("/xmtp/0/m-abc/proto"),
+            "/xmtp/0/mE-abc/proto"
+        );
     }
 
     #[test]
