@@ -6,14 +6,16 @@
 
 use std::sync::OnceLock;
 
+use base64::Engine as _;
 use proptest::prelude::*;
 use prost::Message as _;
 use rand::{rngs::StdRng, SeedableRng};
 use xmtp_cryptography::v2::{
-    ciphertext, invitation,
+    authn, ciphertext, contact, invitation,
     keys::SecretKey,
     message,
-    private_key::{three_dh, IdentityRequest, PrivateKeyBundleV2},
+    private_key::{self, three_dh, IdentityRequest, PrivateKeyBundleV2},
+    private_store,
 };
 use xmtp_cryptography::wallet::LocalWallet;
 use xmtp_proto::xmtp::message_contents::{self as proto, message as msg, Ciphertext};
@@ -118,6 +120,20 @@ proptest! {
         }
         let bytes = proto::Message { version: Some(msg::Version::V2(v2)) }.encode_to_vec();
         prop_assert!(message::decode_v2(&bytes, &f.invite.topic, key).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_are_refused_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let f = fixture();
+        let key = invitation::key_material(&f.invite).unwrap();
+        prop_assert!(invitation::open(&f.bob, &bytes, None).is_err());
+        prop_assert!(message::decode_v2(&bytes, &f.invite.topic, key).is_err());
+        prop_assert!(contact::Contact::decode(&bytes).is_err());
+        prop_assert!(private_store::LockedBundle::decode(&bytes).and_then(|l| l.decrypt(&[27; 65])).is_err());
+        prop_assert!(private_key::PrivateKeyBundleV1::decode(&bytes).is_err());
+        if let Ok(token) = authn::decode_token(&base64::engine::general_purpose::STANDARD.encode(&bytes)) {
+            prop_assert!(authn::verify_token(&token).is_err());
+        }
     }
 
     #[test]
