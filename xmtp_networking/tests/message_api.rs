@@ -207,3 +207,55 @@ async fn subscribe_all_sees_every_topic() {
     assert_eq!(received, topics.into_iter().collect());
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_publishers_reach_every_subscriber_exactly_once_in_each_publishers_order() {
+    let node = start_node().await;
+    let topic = topic("concurrent");
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        let api = client(&node).await;
+        subscribers.push(api.subscribe(vec![topic.clone()]).await.unwrap());
+    }
+    let publishers = 4u64;
+    let each = 250u64;
+    let base = now_ns();
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let api = client(&node).await;
+        let topic = topic.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..each {
+                api.publish(vec![envelope(&topic, base + p * each + n, p * each + n)])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for stream in &mut subscribers {
+        let received: Vec<Envelope> = stream
+            .by_ref()
+            .take((publishers * each) as usize)
+            .try_collect()
+            .await
+            .unwrap();
+        let numbers: Vec<u64> = received.iter().map(|e| e.timestamp_ns - base).collect();
+        assert_eq!(
+            numbers.iter().copied().collect::<HashSet<_>>().len(),
+            numbers.len(),
+            "a repeat"
+        );
+        for p in 0..publishers {
+            let mine: Vec<u64> = numbers.iter().copied().filter(|n| n / each == p).collect();
+            assert_eq!(
+                mine,
+                (p * each..(p + 1) * each).collect::<Vec<_>>(),
+                "publisher {p}"
+            );
+        }
+    }
+    node.shutdown().await;
+}
