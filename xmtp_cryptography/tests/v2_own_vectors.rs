@@ -272,6 +272,12 @@ fn sealed_invitation_opens_for_both_parties() {
             v["invitation_topic"].as_str().unwrap()
         );
         assert_eq!(opened.invitation.context, Some(context()));
+        // Debug output never shows the conversation's key material.
+        let debug = format!("{opened:?}");
+        assert!(debug.contains(v["invitation_topic"].as_str().unwrap()));
+        assert!(!debug.contains(v["invitation_key_material"].as_str().unwrap()));
+        let key = hex_field(&v, "invitation_key_material");
+        assert!(!debug.contains(&format!("{key:?}")));
     }
 }
 

@@ -181,8 +181,9 @@ pub fn seal<R: RngCore + CryptoRng>(
     .encode_to_vec())
 }
 
-/// An invitation opened and authenticated by one of its parties.
-#[derive(Debug, Clone)]
+/// An invitation opened and authenticated by one of its parties. Its
+/// `Debug` names the topic and parties but never the key material.
+#[derive(Clone)]
 pub struct OpenedInvitation {
     /// The invitation: the conversation's topic and key material.
     pub invitation: InvitationV1,
@@ -194,6 +195,18 @@ pub struct OpenedInvitation {
     pub created_ns: u64,
     /// Whether the viewer is the sender.
     pub viewer_is_sender: bool,
+}
+
+impl std::fmt::Debug for OpenedInvitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedInvitation")
+            .field("topic", &self.invitation.topic)
+            .field("sender", &self.sender.wallet_address())
+            .field("recipient", &self.recipient.wallet_address())
+            .field("created_ns", &self.created_ns)
+            .field("viewer_is_sender", &self.viewer_is_sender)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OpenedInvitation {
