@@ -14,6 +14,19 @@
 //! - [`message`]: V1 and V2 messages, the sender signature and HMAC.
 //! - [`authn`]: the node's bearer tokens.
 //!
+//! How a client uses the pieces (the client does the I/O):
+//!
+//! | step | call | topic |
+//! | --- | --- | --- |
+//! | make, store, recover an identity | [`identity::create_identity`], [`identity::store_identity`], [`identity::recover_identity`] | [`topic::private_store_topic`] |
+//! | authenticate to the node | [`authn::create_token`], [`authn::bearer`] | |
+//! | publish the contact | [`contact::encode_v1`], [`contact::encode_v2`] | [`topic::contact_topic`] |
+//! | find a peer | [`contact::Contact::decode_for`], then [`contact::Contact::to_signed`] | [`topic::contact_topic`] |
+//! | start a conversation | [`invitation::deterministic_invitation`], [`invitation::seal`] (envelope time = `created_ns`) | [`topic::invite_topic`] of both |
+//! | list conversations | [`invitation::open`] with the envelope's timestamp | own [`topic::invite_topic`] |
+//! | send, read | [`message::encode_v2`], [`message::decode_v2_cached`] (then check the sender is a party) | the invitation's topic |
+//! | read V1 history | [`message::decode_v1`] | [`topic::direct_message_topic_v1`] |
+//!
 //! V2 has no forward secrecy: a conversation's key material never changes.
 //! Our own conversations use the double ratchet; V2 is for interoperability.
 //!
