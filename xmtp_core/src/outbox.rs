@@ -35,7 +35,9 @@ impl Client {
                 .collect();
             inner.api.publish(envelopes).await?;
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            inner.storage.transaction(|tx| tx.delete_outbox(&ids))?;
+            inner
+                .storage
+                .transaction_relaxed(|tx| tx.delete_outbox(&ids))?;
             published += rows.len();
         }
     }

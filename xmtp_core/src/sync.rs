@@ -197,7 +197,7 @@ impl Client {
         reason: String,
     ) -> Result<EnvelopeResult, ClientError> {
         tracing::warn!(digest = %hex::encode(&digest), %reason, "refused envelope");
-        self.inner.storage.transaction(|tx| {
+        self.inner.storage.transaction_relaxed(|tx| {
             tx.mark_processed(
                 &ProcessedEnvelope {
                     digest,
@@ -280,7 +280,7 @@ impl Client {
     ) -> Result<EnvelopeResult, ClientError> {
         let inner = &self.inner;
         let own_id = inner.installation_id;
-        inner.storage.transaction(|tx| {
+        inner.storage.transaction_relaxed(|tx| {
             let now = now_ns();
             if tx.is_processed(digest)? {
                 return Ok(EnvelopeResult::Duplicate);

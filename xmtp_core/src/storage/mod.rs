@@ -10,8 +10,14 @@
 //! from the [`DatabaseKey`] (see [`encrypted`]); the associated data binds each
 //! value to its table, column and row.
 //!
-//! File databases run in WAL mode with `synchronous = FULL`, so a committed
-//! transaction survives a crash of the process or of the machine.
+//! File databases run in WAL mode. [`Storage::transaction`] commits with
+//! `synchronous = FULL`: durable before it returns, which every write whose
+//! effect then leaves the device needs (a ratchet step and the ciphertext it
+//! produced, before the ciphertext is published; keys, before their public
+//! halves are uploaded). [`Storage::transaction_relaxed`] skips the fsync for
+//! writes that can be redone from the node (processing a received envelope,
+//! deleting published outbox rows): a power loss may roll them back, never
+//! tear one, and the node still holds the envelopes to process again.
 
 pub mod encrypted;
 pub(crate) mod schema;
@@ -248,20 +254,60 @@ impl Storage {
         self.cipher.pickle_key()
     }
 
-    /// Runs `f` in one transaction, committed only if it returns `Ok`.
+    /// Runs `f` in one transaction, committed only if it returns `Ok`. The
+    /// commit is durable (fsynced) before this returns: use it for every
+    /// write whose effect leaves the device afterwards (a ciphertext to
+    /// publish, keys to upload) or cannot be recomputed.
     pub fn transaction<T, E>(&self, f: impl FnOnce(&StorageTx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StorageError>,
     {
+        self.run(true, f)
+    }
+
+    /// Like [`Storage::transaction`], atomic but not fsynced at commit (WAL
+    /// with `synchronous = NORMAL`): a power loss may roll back the last
+    /// such commits, never part of one. For writes that can be redone from
+    /// the node (processing received envelopes, deleting published outbox
+    /// rows). The next durable commit makes every earlier one durable too.
+    pub fn transaction_relaxed<T, E>(
+        &self,
+        f: impl FnOnce(&StorageTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        self.run(false, f)
+    }
+
+    fn run<T, E>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&StorageTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
         let mut conn = self.conn.lock().map_err(|_| StorageError::Poisoned)?;
-        let tx = conn.transaction().map_err(StorageError::from)?;
-        let stx = StorageTx {
-            tx,
-            cipher: &self.cipher,
-        };
-        let out = f(&stx)?;
-        stx.tx.commit().map_err(StorageError::from)?;
-        Ok(out)
+        if !durable {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(StorageError::from)?;
+        }
+        let result = (|| {
+            let tx = conn.transaction().map_err(StorageError::from)?;
+            let stx = StorageTx {
+                tx,
+                cipher: &self.cipher,
+            };
+            let out = f(&stx)?;
+            stx.tx.commit().map_err(StorageError::from)?;
+            Ok(out)
+        })();
+        if !durable {
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(StorageError::from)?;
+        }
+        result
     }
 }
 
@@ -952,6 +998,26 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(s.transaction(|tx| tx.message_count()).unwrap(), 0);
         assert!(s.transaction(|tx| tx.outbox(10)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn relaxed_transactions_are_atomic_and_restore_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path().join("db.sqlite"), &DatabaseKey::random()).unwrap();
+        let failed: Result<(), StorageError> = s.transaction_relaxed(|tx| {
+            tx.insert_message(&message(1, "c", 10, b"a"))?;
+            Err(StorageError::Corrupt { what: "test" })
+        });
+        assert!(failed.is_err());
+        assert_eq!(s.transaction(|tx| tx.message_count()).unwrap(), 0);
+        s.transaction_relaxed(|tx| tx.insert_message(&message(2, "c", 11, b"b")))
+            .unwrap();
+        assert_eq!(s.transaction(|tx| tx.message_count()).unwrap(), 1);
+        let conn = s.conn.lock().unwrap();
+        let mode: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "back to FULL after a relaxed commit");
     }
 
     #[test]
