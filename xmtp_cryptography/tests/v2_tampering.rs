@@ -114,10 +114,10 @@ fn sealed_invitation_header_swapped_with_another_conversation_is_refused() {
         invitation::open(&carol.v2, &swapped, Some(10)),
         Err(InvitationError::Ciphertext(CiphertextError::Authentication))
     ));
-    // Bob is no longer named in it, so his keys do not apply.
+    // Bob is no longer named in it.
     assert!(matches!(
         invitation::open(&bob.v2, &swapped, Some(10)),
-        Err(InvitationError::Keys(PrivateKeyError::NoMatchingPreKey(_)))
+        Err(InvitationError::NotAParty)
     ));
 }
 
@@ -140,8 +140,40 @@ fn outsider_cannot_open_an_invitation() {
     let (_, sealed) = conversation(&alice, &bob, "a");
     assert!(matches!(
         invitation::open(&eve.v2, &sealed, Some(10)),
+        Err(InvitationError::NotAParty)
+    ));
+}
+
+#[test]
+fn invitation_to_a_pre_key_the_recipient_does_not_hold_is_refused() {
+    // Bob's identity with a pre-key that this copy of Bob's keys does not hold (as after a
+    // rotation on another device that was not synced).
+    let (alice, bob) = (user(), user());
+    let mut rotated = bob.v1.clone();
+    rotated
+        .add_pre_key(&mut rand::thread_rng(), 1_700_000_000_001)
+        .unwrap();
+    let rotated = rotated.to_v2().unwrap();
+    let invite = invitation::random_invitation(&mut rand::thread_rng(), None);
+    let sealed = invitation::seal(
+        &mut rand::thread_rng(),
+        &alice.v2,
+        rotated.public_bundle(),
+        10,
+        &invite,
+    )
+    .unwrap();
+    assert!(matches!(
+        invitation::open(&bob.v2, &sealed, Some(10)),
         Err(InvitationError::Keys(PrivateKeyError::NoMatchingPreKey(_)))
     ));
+    assert_eq!(
+        invitation::open(&rotated, &sealed, Some(10))
+            .unwrap()
+            .invitation
+            .topic,
+        invite.topic
+    );
 }
 
 #[test]
@@ -383,7 +415,7 @@ fn v1_message_tampering_is_refused() {
     // Someone else cannot read it.
     assert!(matches!(
         message::decode_v1(&eve.v1, &sent.bytes),
-        Err(MessageError::Keys(PrivateKeyError::NoMatchingPreKey(_)))
+        Err(MessageError::NotAParty)
     ));
 }
 

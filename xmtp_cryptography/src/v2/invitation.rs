@@ -71,6 +71,9 @@ pub enum InvitationError {
     /// Decryption failed: a wrong key, or altered ciphertext or header.
     #[error(transparent)]
     Ciphertext(#[from] CiphertextError),
+    /// The viewer's identity key is neither the sender's nor the recipient's.
+    #[error("invitation is not between the viewer and anyone")]
+    NotAParty,
 }
 
 fn check_invitation(invitation: &InvitationV1) -> Result<&[u8], InvitationError> {
@@ -261,6 +264,9 @@ pub fn open(
     )?;
 
     let viewer_is_sender = viewer.identity_key().point() == sender.identity_key();
+    if !viewer_is_sender && viewer.identity_key().point() != recipient.identity_key() {
+        return Err(InvitationError::NotAParty);
+    }
     let secret = if viewer_is_sender {
         viewer.shared_secret(&recipient, sender.pre_key(), false)?
     } else {

@@ -87,6 +87,9 @@ pub enum MessageError {
     /// A signature is malformed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The viewer's identity key is neither the sender's nor the recipient's.
+    #[error("message is not between the viewer and anyone")]
+    NotAParty,
     /// HMAC-SHA256 refused its key (cannot happen with a 32-byte key).
     #[error("HMAC key refused")]
     HmacKey,
@@ -387,6 +390,9 @@ pub fn decode_v1(
             .ok_or(MessageError::Missing("recipient"))?,
     )?;
     let viewer_is_sender = viewer.identity_key().point() == sender.identity_key();
+    if !viewer_is_sender && viewer.identity_key().point() != recipient.identity_key() {
+        return Err(MessageError::NotAParty);
+    }
     let secret = if viewer_is_sender {
         viewer.shared_secret(&recipient, sender.pre_key(), false)?
     } else {
