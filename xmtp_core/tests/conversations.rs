@@ -475,3 +475,58 @@ async fn one_time_keys_run_out_fall_back_top_up_and_survive_a_fallback_rotation(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_syncs_and_streams_store_each_message_once() {
+    let node = start_node().await;
+    let alice_wallet = LocalWallet::random();
+    let alice1 = client(&node, &alice_wallet).await;
+    let alice2 = client(&node, &alice_wallet).await;
+    let bob = client(&node, &LocalWallet::random()).await;
+    let mut stream = bob.stream_messages().await.unwrap();
+    // Both sides start sessions with each other at the same time.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        for (name, c, peer) in [
+            ("a1", &alice1, bob.address()),
+            ("a2", &alice2, bob.address()),
+            ("b", &bob, alice1.address()),
+        ] {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                c.send_text(&peer, &format!("{name}-{i}")).await.map(|_| ())
+            }));
+        }
+        let b = bob.clone();
+        tasks.push(tokio::spawn(async move { b.sync().await.map(|_| ()) }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for c in [&alice1, &alice2, &bob] {
+        c.sync().await.unwrap();
+        c.sync().await.unwrap();
+    }
+    let reference = history(&bob, &alice1.address());
+    assert_eq!(reference.len(), 30);
+    let mut unique: Vec<_> = reference.iter().map(|(id, _, _)| id.clone()).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 30, "each message stored once");
+    assert_eq!(history(&alice1, &bob.address()), reference);
+    assert_eq!(history(&alice2, &bob.address()), reference);
+    for c in [&alice1, &alice2, &bob] {
+        assert!(
+            c.failed_envelopes().unwrap().is_empty(),
+            "{:?}",
+            c.failed_envelopes().unwrap()
+        );
+    }
+    // Bob's stream yields the 30 messages (his own 10 included), each once.
+    let mut streamed = Vec::new();
+    for _ in 0..30 {
+        streamed.push(next(&mut stream).await.id);
+    }
+    streamed.sort();
+    assert_eq!(streamed, unique);
+}
