@@ -190,3 +190,37 @@ pub(crate) fn resolve_wallet(
     })?;
     Ok(Some(Arc::new(wallet)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_wallet_is_kept_and_reused_and_a_given_one_wins() {
+        let storage = Storage::in_memory(&DatabaseKey::random()).unwrap();
+        let first = resolve_wallet(&storage, None, false).unwrap().unwrap();
+        let again = resolve_wallet(&storage, None, true).unwrap().unwrap();
+        assert_eq!(first.address(), again.address());
+        let given: Arc<dyn WalletSigner> = Arc::new(LocalWallet::random());
+        let chosen = resolve_wallet(&storage, Some(given.clone()), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.address(), given.address());
+    }
+
+    #[test]
+    fn an_existing_account_without_a_stored_wallet_gets_none() {
+        let storage = Storage::in_memory(&DatabaseKey::random()).unwrap();
+        assert!(resolve_wallet(&storage, None, true).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_database_file_needs_a_key_and_a_node_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = ClientBuilder::new()
+            .database_path(dir.path().join("x.db3"))
+            .build()
+            .await;
+        assert!(matches!(r, Err(ClientError::MissingSetting(_))));
+    }
+}

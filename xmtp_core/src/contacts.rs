@@ -293,3 +293,236 @@ pub struct Installation {
     /// Whether it is this client's own installation.
     pub is_current: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    use async_trait::async_trait;
+    use xmtp_cryptography::{Association, InstallationKeys, LocalWallet, Revocation};
+    use xmtp_networking::{ApiError, EnvelopeStream};
+    use xmtp_proto::xmtp::{
+        key_api::v1::{AddressInstallations, ClaimedKey},
+        message_api::v1::{Envelope, QueryRequest, QueryResponse},
+        v3::message_contents::{
+            InstallationPublicKeyBundle, SignedCurve25519Key, WalletRevocation,
+        },
+    };
+
+    use super::*;
+    use crate::storage::DatabaseKey;
+
+    /// A key service that lists what the test put in it and counts lookups.
+    #[derive(Default)]
+    struct Listing {
+        entries: Mutex<Vec<AddressInstallations>>,
+        lookups: AtomicUsize,
+    }
+
+    fn unused<T>() -> Result<T, ApiError> {
+        Err(ApiError::Unavailable("not used by this test".into()))
+    }
+
+    #[async_trait]
+    impl XmtpApi for Listing {
+        async fn publish(&self, _: Vec<Envelope>) -> Result<(), ApiError> {
+            unused()
+        }
+        async fn query(&self, _: QueryRequest) -> Result<QueryResponse, ApiError> {
+            unused()
+        }
+        async fn batch_query(&self, _: Vec<QueryRequest>) -> Result<Vec<QueryResponse>, ApiError> {
+            unused()
+        }
+        async fn subscribe(&self, _: Vec<String>) -> Result<EnvelopeStream, ApiError> {
+            unused()
+        }
+        async fn subscribe_all(&self) -> Result<EnvelopeStream, ApiError> {
+            unused()
+        }
+        async fn register_installation(
+            &self,
+            _: InstallationPublicKeyBundle,
+        ) -> Result<(), ApiError> {
+            unused()
+        }
+        async fn upload_one_time_keys(
+            &self,
+            _: Vec<u8>,
+            _: Vec<SignedCurve25519Key>,
+        ) -> Result<u32, ApiError> {
+            unused()
+        }
+        async fn count_one_time_keys(&self, _: Vec<u8>) -> Result<u32, ApiError> {
+            unused()
+        }
+        async fn get_installations(
+            &self,
+            addresses: Vec<String>,
+        ) -> Result<Vec<AddressInstallations>, ApiError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let entries = self.entries.lock().unwrap();
+            Ok(addresses
+                .into_iter()
+                .map(|a| {
+                    entries
+                        .iter()
+                        .find(|e| e.account_address == a)
+                        .cloned()
+                        .unwrap_or(AddressInstallations {
+                            account_address: a,
+                            ..Default::default()
+                        })
+                })
+                .collect())
+        }
+        async fn claim_one_time_keys(&self, _: Vec<Vec<u8>>) -> Result<Vec<ClaimedKey>, ApiError> {
+            unused()
+        }
+        async fn publish_revocation(&self, _: WalletRevocation) -> Result<(), ApiError> {
+            unused()
+        }
+    }
+
+    async fn installation(wallet: &LocalWallet) -> (InstallationId, InstallationPublicKeyBundle) {
+        let mut keys = InstallationKeys::new();
+        keys.rotate_fallback_key();
+        let association = Association::create(wallet, keys.installation_id(), 1)
+            .await
+            .unwrap();
+        (
+            keys.installation_id(),
+            keys.public_bundle(&association).unwrap(),
+        )
+    }
+
+    struct World {
+        api: Arc<Listing>,
+        storage: Storage,
+        alice: Address,
+        genuine: InstallationId,
+        forged: InstallationId,
+        revoked: InstallationId,
+    }
+
+    async fn world() -> World {
+        let alice_wallet = LocalWallet::random();
+        let mallory = LocalWallet::random();
+        let (genuine, genuine_bundle) = installation(&alice_wallet).await;
+        let (revoked, revoked_bundle) = installation(&alice_wallet).await;
+        let (forged, mut forged_bundle) = installation(&mallory).await;
+        let alice = alice_wallet.address();
+        if let Some(a) = forged_bundle.association.as_mut() {
+            a.account_address = alice.to_checksum();
+        }
+        let revocation = Revocation::create(&alice_wallet, revoked, 2).await.unwrap();
+        let api = Arc::new(Listing::default());
+        api.entries.lock().unwrap().push(AddressInstallations {
+            account_address: alice.to_checksum(),
+            bundles: vec![genuine_bundle, forged_bundle, revoked_bundle],
+            revocations: vec![revocation.to_proto()],
+        });
+        World {
+            api,
+            storage: Storage::in_memory(&DatabaseKey::random()).unwrap(),
+            alice,
+            genuine,
+            forged,
+            revoked,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_verified_unrevoked_installations_are_kept_and_revoked_ones_remembered() {
+        let w = world().await;
+        let contacts = Contacts::new(ContactPolicy::default());
+        let set = contacts
+            .installations(w.api.as_ref(), &w.storage, &w.alice, false)
+            .await
+            .unwrap();
+        let ids: Vec<_> = set
+            .installations
+            .iter()
+            .map(|v| v.installation_id())
+            .collect();
+        assert_eq!(ids, [w.genuine]);
+        assert!(set.revoked.contains(&w.revoked));
+        assert!(!set.revoked.contains(&w.forged));
+        let check = |id| contacts.verify_sender(w.api.as_ref(), &w.storage, &w.alice, id);
+        assert!(check(&w.genuine).await.unwrap().is_ok());
+        assert_eq!(
+            check(&w.revoked).await.unwrap().err(),
+            Some(SenderError::Revoked(w.revoked.to_hex()))
+        );
+        assert!(matches!(
+            check(&w.forged).await.unwrap(),
+            Err(SenderError::NotAnInstallationOf { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn fresh_sets_are_served_from_the_cache_and_the_database() {
+        let w = world().await;
+        let contacts = Contacts::new(ContactPolicy::default());
+        contacts
+            .installations(w.api.as_ref(), &w.storage, &w.alice, false)
+            .await
+            .unwrap();
+        contacts
+            .installations(w.api.as_ref(), &w.storage, &w.alice, false)
+            .await
+            .unwrap();
+        assert_eq!(w.api.lookups.load(Ordering::SeqCst), 1, "cached in memory");
+        // A new Contacts (a restarted client) reads the fresh set from the database.
+        let restarted = Contacts::new(ContactPolicy::default());
+        let set = restarted
+            .installations(w.api.as_ref(), &w.storage, &w.alice, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.api.lookups.load(Ordering::SeqCst),
+            1,
+            "loaded from the database"
+        );
+        assert_eq!(set.installations.len(), 1);
+        assert!(set.revoked.contains(&w.revoked));
+        // A stale set is fetched again.
+        let always = Contacts::new(ContactPolicy {
+            refresh_after: Duration::ZERO,
+        });
+        always
+            .installations(w.api.as_ref(), &w.storage, &w.alice, false)
+            .await
+            .unwrap();
+        assert_eq!(w.api.lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_sender_installation_triggers_one_refresh() {
+        let w = world().await;
+        let contacts = Contacts::new(ContactPolicy::default());
+        contacts
+            .installations(w.api.as_ref(), &w.storage, &w.alice, false)
+            .await
+            .unwrap();
+        // An installation that is not in the fresh cached set (a device
+        // added since, or an impostor): the set is fetched once more.
+        let stranger = InstallationId::from_bytes([9; 32]);
+        let verdict = contacts
+            .verify_sender(w.api.as_ref(), &w.storage, &w.alice, &stranger)
+            .await
+            .unwrap();
+        assert!(matches!(
+            verdict,
+            Err(SenderError::NotAnInstallationOf { .. })
+        ));
+        assert_eq!(
+            w.api.lookups.load(Ordering::SeqCst),
+            2,
+            "one refresh for the unknown installation"
+        );
+    }
+}
