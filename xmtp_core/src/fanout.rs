@@ -27,6 +27,9 @@ use crate::{
     time::now_ns,
 };
 
+/// Installations per claim request (the node takes at most 200).
+const CLAIM_BATCH: usize = 100;
+
 /// Version of the `OlmEnvelope` this client writes.
 pub(crate) const ENVELOPE_VERSION: u32 = 1;
 
@@ -135,11 +138,11 @@ impl Client {
         if ids.is_empty() {
             return Ok(out);
         }
-        let claimed = self
-            .inner
-            .api
-            .claim_one_time_keys(ids.iter().map(|id| id.as_bytes().to_vec()).collect())
-            .await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CLAIM_BATCH) {
+            let keys = chunk.iter().map(|id| id.as_bytes().to_vec()).collect();
+            claimed.extend(self.inner.api.claim_one_time_keys(keys).await?);
+        }
         for c in claimed {
             let Some(installation) = recipients
                 .iter()
