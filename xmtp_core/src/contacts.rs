@@ -31,6 +31,9 @@ use crate::{
     time::now_ns,
 };
 
+/// Addresses per lookup request (the node takes at most 100).
+const LOOKUP_BATCH: usize = 50;
+
 /// How long verified contact information is trusted before it is refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContactPolicy {
@@ -170,9 +173,13 @@ impl Contacts {
         storage: &Storage,
         addresses: &[Address],
     ) -> Result<Vec<ContactSet>, ClientError> {
-        let listed = api
-            .get_installations(addresses.iter().map(Address::to_checksum).collect())
-            .await?;
+        let mut listed = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(LOOKUP_BATCH) {
+            listed.extend(
+                api.get_installations(chunk.iter().map(Address::to_checksum).collect())
+                    .await?,
+            );
+        }
         let now = now_ns();
         let mut out = Vec::with_capacity(addresses.len());
         for address in addresses {
