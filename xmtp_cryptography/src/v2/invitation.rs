@@ -71,6 +71,10 @@ pub enum InvitationError {
     /// Decryption failed: a wrong key, or altered ciphertext or header.
     #[error(transparent)]
     Ciphertext(#[from] CiphertextError),
+    /// HMAC or HKDF refused its input (cannot happen with a 195-byte secret
+    /// and a 32-byte output).
+    #[error("key derivation failed")]
+    Derivation,
     /// The viewer's identity key is neither the sender's nor the recipient's.
     #[error("invitation is not between the viewer and anyone")]
     NotAParty,
@@ -130,7 +134,7 @@ pub fn deterministic_invitation(
         .unwrap_or("");
 
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .map_err(|_| InvitationError::Missing("shared secret"))?;
+        .map_err(|_| InvitationError::Derivation)?;
     mac.update(format!("{conversation_id}{},{}", sorted[0], sorted[1]).as_bytes());
     let topic = topic::direct_message_topic_v2(&hex::encode(mac.finalize().into_bytes()));
 
@@ -140,7 +144,7 @@ pub fn deterministic_invitation(
             format!("0|{}|{}", sorted[0], sorted[1]).as_bytes(),
             &mut key_material,
         )
-        .map_err(|_| InvitationError::Missing("shared secret"))?;
+        .map_err(|_| InvitationError::Derivation)?;
 
     Ok(InvitationV1 {
         topic,
