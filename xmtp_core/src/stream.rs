@@ -144,34 +144,72 @@ impl Client {
 async fn follow(weak: Weak<Inner>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let client = Client { inner };
-        match client.inner.api.subscribe(vec![client.inbox_topic()]).await {
-            Ok(mut envelopes) => {
-                if let Err(e) = client.sync().await {
-                    tracing::warn!(error = %e, "catch-up sync failed; the stream continues");
-                }
-                drop(client);
-                while let Some(item) = envelopes.next().await {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let client = Client { inner };
-                    match item {
-                        Ok(envelope) => {
-                            backoff = Duration::from_millis(100);
-                            if let Err(e) = client.process_envelope(envelope).await {
-                                tracing::warn!(error = %e, "could not process a streamed envelope; the next sync retries it");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "subscription dropped; resubscribing");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "subscribe failed; retrying"),
+        match follow_once(&weak).await {
+            Connection::ClientGone => return,
+            Connection::Delivered => backoff = Duration::from_millis(100),
+            Connection::Failed => {}
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// How one subscription ended.
+enum Connection {
+    /// The client was dropped: stop following.
+    ClientGone,
+    /// It delivered envelopes before it ended.
+    Delivered,
+    /// It failed before delivering anything.
+    Failed,
+}
+
+/// Subscribes, catches up, and processes streamed envelopes until the
+/// connection drops. Holds the client only while working, never while waiting.
+async fn follow_once(weak: &Weak<Inner>) -> Connection {
+    let Some(inner) = weak.upgrade() else {
+        return Connection::ClientGone;
+    };
+    let client = Client { inner };
+    let mut envelopes = match client.inner.api.subscribe(vec![client.inbox_topic()]).await {
+        Ok(envelopes) => envelopes,
+        Err(e) => {
+            tracing::warn!(error = %e, "subscribe failed; retrying");
+            return Connection::Failed;
+        }
+    };
+    // Without the catch-up, envelopes from before the subscription could be
+    // missed: on failure, subscribe again and retry.
+    if let Err(e) = client.sync().await {
+        tracing::warn!(error = %e, "catch-up sync failed; resubscribing");
+        return Connection::Failed;
+    }
+    drop(client);
+    let mut delivered = false;
+    while let Some(item) = envelopes.next().await {
+        let Some(inner) = weak.upgrade() else {
+            return Connection::ClientGone;
+        };
+        let client = Client { inner };
+        match item {
+            Ok(envelope) => {
+                delivered = true;
+                if let Err(e) = client.process_envelope(envelope).await {
+                    // A local or network failure (not a hostile envelope): the
+                    // catch-up sync after resubscribing retries it.
+                    tracing::warn!(error = %e, "could not process a streamed envelope; resubscribing");
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "subscription dropped; resubscribing");
+                break;
+            }
+        }
+    }
+    if delivered {
+        Connection::Delivered
+    } else {
+        Connection::Failed
     }
 }
