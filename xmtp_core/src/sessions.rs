@@ -108,8 +108,7 @@ pub(crate) fn encrypt_for(
     Ok(ciphertext)
 }
 
-/// Result of a successful decryption.
-#[derive(Debug)]
+/// Result of a successful decryption (no `Debug`: it holds plaintext).
 pub(crate) struct Decrypted {
     /// The plaintext.
     pub(crate) plaintext: zeroize::Zeroizing<Vec<u8>>,
