@@ -484,10 +484,12 @@ impl Dispatcher {
             None => self.dispatched,
         };
         if cursor > self.cursor {
+            // Not fsynced: a cursor rolled back by a power loss only makes the
+            // next start re-read messages that the (durable) marks then skip.
             self.client
                 .inner
                 .storage
-                .transaction(|tx| write_seq(tx, CURSOR_SECRET, cursor))?;
+                .transaction_relaxed(|tx| write_seq(tx, CURSOR_SECRET, cursor))?;
             self.cursor = cursor;
         }
         Ok(())
