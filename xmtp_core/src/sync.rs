@@ -19,7 +19,9 @@
 //!
 //! `sync` pages through the topic in ascending order from the stored cursor,
 //! minus a look-back window, because envelope timestamps are the senders'
-//! clocks and a late envelope may carry an earlier time.
+//! clocks and a late envelope may carry an earlier time. For the same reason
+//! an envelope never moves the cursor past the local clock: a forged envelope
+//! dated in the far future cannot make later syncs skip everything.
 
 use futures::StreamExt;
 use prost::Message as _;
@@ -75,6 +77,14 @@ pub struct FailedEnvelope {
     pub timestamp_ns: u64,
     /// Why it was refused.
     pub reason: String,
+}
+
+/// The cursor position an envelope may set: its (sender-chosen) timestamp,
+/// but never past the local clock, so an envelope dated in the future cannot
+/// push the cursor past the messages to come (those from senders whose clock
+/// runs ahead are read again by the next sync, and skipped as duplicates).
+fn cursor_time(timestamp_ns: u64, now_ns: u64) -> u64 {
+    timestamp_ns.min(now_ns)
 }
 
 pub(crate) fn envelope_digest(envelope: &Envelope) -> Vec<u8> {
@@ -208,7 +218,10 @@ impl Client {
                 now_ns(),
             )?;
             if envelope.content_topic == self.inbox_topic() {
-                tx.advance_cursor(&envelope.content_topic, envelope.timestamp_ns)?;
+                tx.advance_cursor(
+                    &envelope.content_topic,
+                    cursor_time(envelope.timestamp_ns, now_ns()),
+                )?;
             }
             Ok::<_, ClientError>(())
         })?;
@@ -295,7 +308,10 @@ impl Client {
                     },
                     now,
                 )?;
-                tx.advance_cursor(&envelope.content_topic, envelope.timestamp_ns)?;
+                tx.advance_cursor(
+                    &envelope.content_topic,
+                    cursor_time(envelope.timestamp_ns, now_ns()),
+                )?;
                 Ok(())
             };
             let failed = |reason: String| -> Result<EnvelopeResult, ClientError> {

@@ -446,3 +446,28 @@ async fn a_revoked_installation_can_no_longer_send_or_receive() {
         Err(ClientError::UnknownInstallation(_))
     ));
 }
+
+#[tokio::test]
+async fn an_envelope_dated_in_the_far_future_does_not_hide_later_messages() {
+    let node = start_node().await;
+    let api = api(&node).await;
+    let alice = client(&node, &LocalWallet::random()).await;
+    let bob = client(&node, &LocalWallet::random()).await;
+    let far_future = now_ns() + 100 * 365 * 24 * 3600 * 1_000_000_000;
+    api.publish(vec![Envelope {
+        content_topic: bob.inbox_topic(),
+        timestamp_ns: far_future,
+        message: vec![1, 2, 3],
+    }])
+    .await
+    .unwrap();
+    let first = bob.sync().await.unwrap();
+    assert_eq!(first.failed, 1);
+    alice
+        .send_text(&bob.address(), "still delivered")
+        .await
+        .unwrap();
+    let second = bob.sync().await.unwrap();
+    assert_eq!(second.new_messages, 1);
+    assert_eq!(texts(&bob, &alice.address()), ["still delivered"]);
+}
