@@ -35,6 +35,11 @@ use crate::{
 const LOOKUP_BATCH: usize = 50;
 
 /// How long verified contact information is trusted before it is refreshed.
+///
+/// The default, 10 s, bounds how long a new installation of a peer (or of
+/// this address) can miss messages sent to the address, and how long a
+/// revoked one keeps receiving them; one lookup per address per interval is
+/// cheap. Set it to zero to look up on every send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContactPolicy {
     /// Refresh an address's installations when the cached set is older than this.
@@ -44,7 +49,7 @@ pub struct ContactPolicy {
 impl Default for ContactPolicy {
     fn default() -> Self {
         Self {
-            refresh_after: Duration::from_secs(60),
+            refresh_after: Duration::from_secs(10),
         }
     }
 }
