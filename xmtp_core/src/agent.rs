@@ -9,8 +9,9 @@
 //!   follower (subscribe + catch-up sync) --> messages table (seq order)
 //!        dispatcher: for each stored message after the cursor,
 //!                    skip own, skip handled, push to the conversation's queue
-//!        one worker task per conversation: handler(message) one at a time,
-//!                    then persist "handled up to seq" for that conversation
+//!        one worker task per conversation with messages in flight:
+//!                    handler(message) one at a time, then persist
+//!                    "handled up to seq" for that conversation
 //! ```
 //!
 //! Conversations are handled concurrently (a slow handler holds up only its
@@ -343,6 +344,15 @@ struct Job {
     message: Message,
 }
 
+/// A conversation's queue and how many of its messages are in flight.
+struct Worker {
+    queue: mpsc::UnboundedSender<Job>,
+    pending: usize,
+}
+
+/// A worker's report: this message of this conversation is done.
+type Done = (i64, String);
+
 struct Dispatcher {
     client: Client,
     handler: Arc<dyn MessageHandler>,
@@ -353,7 +363,9 @@ struct Dispatcher {
     dispatched: i64,
     /// Sequence numbers queued or being handled.
     in_flight: BTreeSet<i64>,
-    workers: HashMap<String, mpsc::UnboundedSender<Job>>,
+    /// The live workers, by conversation; a worker is dropped (and its task
+    /// ends) when its conversation has nothing in flight.
+    workers: HashMap<String, Worker>,
     /// Per-conversation marks read from the database on first use.
     marks: HashMap<String, i64>,
     stop_rx: watch::Receiver<bool>,
@@ -362,7 +374,7 @@ struct Dispatcher {
 impl Dispatcher {
     async fn run(mut self) -> Result<(), AgentError> {
         let mut stored = self.client.inner.stored.subscribe();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let mut stop_rx = self.stop_rx.clone();
         let result = loop {
             if *stop_rx.borrow() {
@@ -381,17 +393,15 @@ impl Dispatcher {
                         break Ok(());
                     }
                 }
-                Some(seq) = done_rx.recv() => {
-                    self.in_flight.remove(&seq);
-                }
+                Some(done) = done_rx.recv() => self.finished(done),
             }
         };
         // Graceful stop: close the queues; workers finish their current
         // message, leave the rest, and drop their completion senders.
         self.workers.clear();
         drop(done_tx);
-        while let Some(seq) = done_rx.recv().await {
-            self.in_flight.remove(&seq);
+        while let Some(done) = done_rx.recv().await {
+            self.finished(done);
         }
         self.advance_cursor()?;
         tracing::info!(address = %self.own_address, cursor = self.cursor, "agent stopped");
@@ -399,7 +409,18 @@ impl Dispatcher {
     }
 
     /// Queues every stored message after `dispatched` that needs handling.
-    fn dispatch_new(&mut self, done: &mpsc::UnboundedSender<i64>) -> Result<(), AgentError> {
+    /// Records a finished message; retires its worker when idle.
+    fn finished(&mut self, (seq, conversation): Done) {
+        self.in_flight.remove(&seq);
+        if let Some(worker) = self.workers.get_mut(&conversation) {
+            worker.pending = worker.pending.saturating_sub(1);
+            if worker.pending == 0 {
+                self.workers.remove(&conversation);
+            }
+        }
+    }
+
+    fn dispatch_new(&mut self, done: &mpsc::UnboundedSender<Done>) -> Result<(), AgentError> {
         loop {
             let rows =
                 self.client.inner.storage.transaction(|tx| {
@@ -430,9 +451,12 @@ impl Dispatcher {
                 self.in_flight.insert(seq);
                 let conversation = message.conversation_id.clone();
                 let job = Job { seq, message };
-                let job = match self.workers.get(&conversation) {
-                    Some(queue) => match queue.send(job) {
-                        Ok(()) => continue,
+                let job = match self.workers.get_mut(&conversation) {
+                    Some(worker) => match worker.queue.send(job) {
+                        Ok(()) => {
+                            worker.pending += 1;
+                            continue;
+                        }
                         Err(mpsc::error::SendError(job)) => job,
                     },
                     None => job,
@@ -441,7 +465,8 @@ impl Dispatcher {
                 if queue.send(job).is_err() {
                     tracing::error!(%conversation, "agent worker ended at once");
                 }
-                self.workers.insert(conversation, queue);
+                self.workers
+                    .insert(conversation, Worker { queue, pending: 1 });
             }
         }
     }
@@ -463,7 +488,7 @@ impl Dispatcher {
     fn spawn_worker(
         &self,
         conversation: String,
-        done: mpsc::UnboundedSender<i64>,
+        done: mpsc::UnboundedSender<Done>,
     ) -> mpsc::UnboundedSender<Job> {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(work(
@@ -502,7 +527,7 @@ async fn work(
     handler: Arc<dyn MessageHandler>,
     conversation: String,
     mut queue: mpsc::UnboundedReceiver<Job>,
-    done: mpsc::UnboundedSender<i64>,
+    done: mpsc::UnboundedSender<Done>,
     stop: watch::Receiver<bool>,
 ) {
     let mark = mark_name(&conversation);
@@ -534,7 +559,7 @@ async fn work(
         {
             tracing::error!(message = %id, error = %e, "could not record a handled message; it may be handled again after a restart");
         }
-        if done.send(job.seq).is_err() {
+        if done.send((job.seq, conversation.clone())).is_err() {
             break;
         }
     }
