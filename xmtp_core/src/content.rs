@@ -211,4 +211,13 @@ mod tests {
         c.content = vec![0xff, 0xfe];
         assert_eq!(decode_text(&c), Err(ContentError::NotUtf8));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn content_type_parsing_never_panics_and_round_trips(s in ".{0,40}") {
+            if let Ok(t) = ContentType::parse(&s) {
+                proptest::prop_assert_eq!(ContentType::parse(&t.to_string()).unwrap(), t);
+            }
+        }
+    }
 }

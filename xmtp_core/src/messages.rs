@@ -259,4 +259,30 @@ mod tests {
             Err(PayloadError::BadMessageId(3))
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_payload_decoder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode_payload(&bytes);
+        }
+
+        #[test]
+        fn any_valid_direct_message_round_trips(
+            id in proptest::array::uniform16(proptest::num::u8::ANY),
+            sent_ns in proptest::num::u64::ANY,
+            text in ".{0,64}",
+            a in proptest::num::u8::ANY,
+            b in proptest::num::u8::ANY,
+        ) {
+            let m = DirectMessage {
+                message_id: id,
+                sender_address: addr(a),
+                recipient_installation_key: vec![b; 32],
+                peer_address: addr(b),
+                sent_ns,
+                content: encode_text(&text),
+            };
+            proptest::prop_assert_eq!(decode_payload(&m.encode()).unwrap(), InstallationPayload::Direct(m));
+        }
+    }
 }
