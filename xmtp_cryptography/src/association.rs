@@ -29,7 +29,7 @@ use xmtp_proto::xmtp::v3::message_contents::{WalletAssociation, WalletRevocation
 use crate::{
     error::AssociationError,
     installation::InstallationId,
-    wallet::{Address, RecoverableSignature, WalletSigner},
+    wallet::{Address, LocalWallet, RecoverableSignature, WalletSigner},
 };
 
 /// The version of the association and revocation texts this crate writes and
@@ -123,6 +123,28 @@ impl Signed {
         })
     }
 
+    /// Signs with a key held in this process. The address is derived from the
+    /// very key that signs, so the signature needs no self-check.
+    fn sign_local(
+        kind: Kind,
+        wallet: &LocalWallet,
+        installation: InstallationId,
+        time_ns: u64,
+    ) -> Result<Self, AssociationError> {
+        if time_ns == 0 {
+            return Err(AssociationError::BadTime(0));
+        }
+        let account = wallet.address();
+        let text = signed_text(kind, &account, &installation, time_ns)?;
+        let signature = wallet.sign_text_sync(&text)?;
+        Ok(Self {
+            account,
+            installation,
+            time_ns,
+            signature,
+        })
+    }
+
     fn verify(
         kind: Kind,
         version: u32,
@@ -168,7 +190,9 @@ impl Signed {
 pub struct Association(Signed);
 
 impl Association {
-    /// Has `wallet` sign the grant of `installation` at `created_ns`.
+    /// Has `wallet` sign the grant of `installation` at `created_ns`, and
+    /// checks that the signature recovers to the wallet's address (a wallet
+    /// behind FFI may sign with another account than it claims).
     pub async fn create(
         wallet: &dyn WalletSigner,
         installation: InstallationId,
@@ -177,6 +201,17 @@ impl Association {
         Signed::sign(Kind::Grant, wallet, installation, created_ns)
             .await
             .map(Self)
+    }
+
+    /// Signs the grant with a local wallet, synchronously (the CLI, agents,
+    /// tests). Unlike [`Association::create`] it skips recovering the
+    /// signature it just made: a local key cannot sign for another address.
+    pub fn create_local(
+        wallet: &LocalWallet,
+        installation: InstallationId,
+        created_ns: u64,
+    ) -> Result<Self, AssociationError> {
+        Signed::sign_local(Kind::Grant, wallet, installation, created_ns).map(Self)
     }
 
     /// Verifies a grant from the wire: the version is known, the address is
@@ -255,6 +290,15 @@ impl Revocation {
         Signed::sign(Kind::Revoke, wallet, installation, revoked_ns)
             .await
             .map(Self)
+    }
+
+    /// Signs the revocation with a local wallet, synchronously.
+    pub fn create_local(
+        wallet: &LocalWallet,
+        installation: InstallationId,
+        revoked_ns: u64,
+    ) -> Result<Self, AssociationError> {
+        Signed::sign_local(Kind::Revoke, wallet, installation, revoked_ns).map(Self)
     }
 
     /// Verifies a revocation from the wire.
@@ -477,6 +521,18 @@ mod tests {
             Association::from_proto(&p),
             Err(AssociationError::BadTime(0))
         );
+    }
+
+    #[test]
+    fn local_and_async_signing_agree() {
+        let wallet = LocalWallet::random();
+        let installation = InstallationId::from_bytes([9; 32]);
+        let local = Association::create_local(&wallet, installation, 5).unwrap();
+        let remote = block_on(Association::create(&wallet, installation, 5)).unwrap();
+        assert_eq!(local, remote);
+        assert_eq!(Association::from_proto(&local.to_proto()).unwrap(), local);
+        let local = Revocation::create_local(&wallet, installation, 6).unwrap();
+        assert_eq!(Revocation::from_proto(&local.to_proto()).unwrap(), local);
     }
 
     #[test]

@@ -223,7 +223,7 @@ impl InstallationKeys {
             account: Account::new(),
             fallback_key: None,
         };
-        keys.rotate_fallback_key();
+        keys.generate_fallback_key();
         keys
     }
 
@@ -306,14 +306,21 @@ impl InstallationKeys {
     /// stays usable (for sessions started before the rotation was seen) until
     /// [`InstallationKeys::forget_previous_fallback_key`].
     pub fn rotate_fallback_key(&mut self) -> SignedPreKey {
+        let key = self.generate_fallback_key();
+        self.sign_pre_key(PreKeyKind::Fallback, key)
+    }
+
+    fn generate_fallback_key(&mut self) -> Curve25519PublicKey {
         self.account.generate_fallback_key();
         #[allow(clippy::expect_used)]
-        let key =
-            self.account.fallback_key().into_values().next().expect(
-                "vodozemac reports a fallback key as unpublished right after generating it",
-            );
+        let key = self
+            .account
+            .fallback_key()
+            .into_values()
+            .next()
+            .expect("vodozemac reports a fallback key as unpublished right after generating it");
         self.fallback_key = Some(key);
-        self.sign_pre_key(PreKeyKind::Fallback, key)
+        key
     }
 
     /// The current fallback key, signed.
