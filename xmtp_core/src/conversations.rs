@@ -18,7 +18,7 @@
 
 use prost::Message as _;
 use rand::RngCore;
-use xmtp_cryptography::InstallationId;
+use xmtp_cryptography::{Address, InstallationId};
 use xmtp_proto::xmtp::message_contents::EncodedContent;
 
 use crate::{
@@ -128,56 +128,6 @@ impl Client {
         Ok(message)
     }
 
-    /// Stores a received direct message (its sender verified, its envelope
-    /// fields checked by the caller). `Ok(Ok(None))`: already stored;
-    /// `Ok(Err(reason))`: refused.
-    pub(crate) fn receive_direct(
-        &self,
-        tx: &StorageTx<'_>,
-        sender_installation: InstallationId,
-        direct: DirectMessage,
-        now: u64,
-    ) -> Result<Result<Option<Message>, String>, ClientError> {
-        let own = self.inner.address;
-        let sender = direct.sender_address;
-        let peer = if sender == own {
-            direct.peer_address
-        } else if direct.peer_address == own {
-            sender
-        } else {
-            return Ok(Err(
-                "message belongs to a conversation this account is not part of".into(),
-            ));
-        };
-        let conversation_id = peer.to_checksum();
-        let record = MessageRecord {
-            seq: 0,
-            message_id: direct.message_id.to_vec(),
-            conversation_id: conversation_id.clone(),
-            sender_address: sender.to_checksum(),
-            sender_installation: sender_installation.as_bytes().to_vec(),
-            sent_ns: direct.sent_ns,
-            received_ns: now,
-            content: direct.content.encode_to_vec(),
-        };
-        if !tx.insert_message(&record)? {
-            return Ok(Ok(None));
-        }
-        tx.touch_conversation(
-            &conversation_id,
-            KIND_DM,
-            Some(&conversation_id),
-            direct.sent_ns,
-            now,
-        )?;
-        let stored = tx
-            .message(&direct.message_id)?
-            .ok_or(StorageError::Corrupt {
-                what: "message just stored",
-            })?;
-        Ok(Ok(Some(Message::from_record(stored)?)))
-    }
-
     /// Every conversation, most recently active first, with its newest message.
     pub fn conversations(&self) -> Result<Vec<Conversation>, ClientError> {
         let storage = &self.inner.storage;
@@ -246,4 +196,53 @@ pub(crate) fn normalize_conversation_id(id: &str) -> String {
     parse_address(id)
         .map(|a| a.to_checksum())
         .unwrap_or_else(|_| id.to_string())
+}
+
+/// Stores a received direct message for the account `own` (its sender
+/// verified and its envelope fields checked by the caller). `Ok(Ok(None))`:
+/// already stored; `Ok(Err(reason))`: refused.
+pub(crate) fn store_direct(
+    tx: &StorageTx<'_>,
+    own: Address,
+    sender_installation: InstallationId,
+    direct: DirectMessage,
+    now: u64,
+) -> Result<Result<Option<Message>, String>, ClientError> {
+    let sender = direct.sender_address;
+    let peer = if sender == own {
+        direct.peer_address
+    } else if direct.peer_address == own {
+        sender
+    } else {
+        return Ok(Err(
+            "message belongs to a conversation this account is not part of".into(),
+        ));
+    };
+    let conversation_id = peer.to_checksum();
+    let record = MessageRecord {
+        seq: 0,
+        message_id: direct.message_id.to_vec(),
+        conversation_id: conversation_id.clone(),
+        sender_address: sender.to_checksum(),
+        sender_installation: sender_installation.as_bytes().to_vec(),
+        sent_ns: direct.sent_ns,
+        received_ns: now,
+        content: direct.content.encode_to_vec(),
+    };
+    if !tx.insert_message(&record)? {
+        return Ok(Ok(None));
+    }
+    tx.touch_conversation(
+        &conversation_id,
+        KIND_DM,
+        Some(&conversation_id),
+        direct.sent_ns,
+        now,
+    )?;
+    let stored = tx
+        .message(&direct.message_id)?
+        .ok_or(StorageError::Corrupt {
+            what: "message just stored",
+        })?;
+    Ok(Ok(Some(Message::from_record(stored)?)))
 }

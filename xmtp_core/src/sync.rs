@@ -27,7 +27,8 @@ use futures::StreamExt;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 use xmtp_cryptography::{
-    Address, InstallationId, InstallationKeys, OlmCiphertext, OlmMessageType, VerifiedInstallation,
+    Address, InstallationId, InstallationKeys, OlmCiphertext, OlmMessageType, SecretKey,
+    VerifiedInstallation,
 };
 use xmtp_proto::xmtp::{
     message_api::v1::{Envelope, PagingInfo, QueryRequest, SortDirection},
@@ -36,10 +37,11 @@ use xmtp_proto::xmtp::{
 
 use crate::{
     client::Client,
+    conversations::store_direct,
     error::ClientError,
     messages::{decode_payload, InstallationPayload, Message},
     sessions::{self, Decrypted},
-    storage::{EnvelopeOutcome, ProcessedEnvelope},
+    storage::{EnvelopeOutcome, ProcessedEnvelope, StorageTx},
     time::now_ns,
 };
 
@@ -95,10 +97,115 @@ pub(crate) fn envelope_digest(envelope: &Envelope) -> Vec<u8> {
 }
 
 /// An envelope whose sender verified, ready to decrypt.
-struct Authenticated {
-    sender: VerifiedInstallation,
-    address: Address,
-    ciphertext: OlmCiphertext,
+pub(crate) struct Authenticated {
+    pub(crate) sender: VerifiedInstallation,
+    pub(crate) address: Address,
+    pub(crate) ciphertext: OlmCiphertext,
+}
+
+/// This installation, as the receive step sees it.
+pub(crate) struct Receiver<'a> {
+    pub(crate) address: Address,
+    pub(crate) installation_id: InstallationId,
+    pub(crate) pickle_key: &'a SecretKey,
+}
+
+/// What the receive step did.
+pub(crate) struct Accepted {
+    pub(crate) result: EnvelopeResult,
+    /// A new inbound session spent one of this installation's one-time keys.
+    pub(crate) spent_one_time_key: bool,
+}
+
+/// The receive step, sans I/O: decrypts an envelope whose sender verified,
+/// checks the payload against the envelope and this installation, and writes
+/// every effect (session, account, message, conversation, processed mark,
+/// cursor) in `tx`. Hostile input yields [`EnvelopeResult::Failed`], recorded.
+pub(crate) fn accept(
+    tx: &StorageTx<'_>,
+    me: &Receiver<'_>,
+    keys: &mut InstallationKeys,
+    envelope: &Envelope,
+    digest: &[u8],
+    a: &Authenticated,
+    now: u64,
+) -> Result<Accepted, ClientError> {
+    let done = |result| {
+        Ok(Accepted {
+            result,
+            spent_one_time_key: false,
+        })
+    };
+    if tx.is_processed(digest)? {
+        return done(EnvelopeResult::Duplicate);
+    }
+    let finish = |outcome: EnvelopeOutcome| -> Result<(), ClientError> {
+        tx.mark_processed(
+            &ProcessedEnvelope {
+                digest: digest.to_vec(),
+                topic: envelope.content_topic.clone(),
+                timestamp_ns: envelope.timestamp_ns,
+                outcome,
+            },
+            now,
+        )?;
+        tx.advance_cursor(
+            &envelope.content_topic,
+            cursor_time(envelope.timestamp_ns, now),
+        )?;
+        Ok(())
+    };
+    let failed = |reason: String, spent: bool| -> Result<Accepted, ClientError> {
+        finish(EnvelopeOutcome::Failed(reason.clone()))?;
+        Ok(Accepted {
+            result: EnvelopeResult::Failed(reason),
+            spent_one_time_key: spent,
+        })
+    };
+    let Decrypted {
+        plaintext,
+        new_session,
+    } = match sessions::decrypt_from(tx, me.pickle_key, keys, &a.sender, &a.ciphertext, now)? {
+        Ok(d) => d,
+        Err(e) => return failed(e.to_string(), false),
+    };
+    if new_session {
+        let pickle = keys
+            .pickle(me.pickle_key)
+            .map_err(|e| ClientError::Crypto(e.to_string()))?;
+        tx.update_account_pickle(me.installation_id.as_bytes(), &pickle)?;
+    }
+    let payload = match decode_payload(&plaintext) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("invalid payload: {e}"), new_session),
+    };
+    if payload.sender_address() != a.address {
+        return failed(
+            "sender address inside the ciphertext differs from the envelope's".into(),
+            new_session,
+        );
+    }
+    if payload.recipient_installation_key() != me.installation_id.as_bytes() {
+        return failed(
+            "message was encrypted for another installation".into(),
+            new_session,
+        );
+    }
+    let received = match payload {
+        InstallationPayload::Direct(direct) => {
+            store_direct(tx, me.address, a.sender.installation_id(), direct, now)?
+        }
+    };
+    let result = match received {
+        Err(reason) => return failed(reason, new_session),
+        Ok(None) => EnvelopeResult::Duplicate,
+        Ok(Some(message)) => EnvelopeResult::New(Box::new(message)),
+    };
+    finish(EnvelopeOutcome::Accepted)?;
+    Ok(Accepted {
+        result,
+        spent_one_time_key: new_session,
+    })
 }
 
 impl Client {
@@ -292,84 +399,20 @@ impl Client {
         a: &Authenticated,
     ) -> Result<EnvelopeResult, ClientError> {
         let inner = &self.inner;
-        let own_id = inner.installation_id;
-        inner.storage.transaction_relaxed(|tx| {
-            let now = now_ns();
-            if tx.is_processed(digest)? {
-                return Ok(EnvelopeResult::Duplicate);
-            }
-            let finish = |outcome: EnvelopeOutcome| -> Result<(), ClientError> {
-                tx.mark_processed(
-                    &ProcessedEnvelope {
-                        digest: digest.to_vec(),
-                        topic: envelope.content_topic.clone(),
-                        timestamp_ns: envelope.timestamp_ns,
-                        outcome,
-                    },
-                    now,
-                )?;
-                tx.advance_cursor(
-                    &envelope.content_topic,
-                    cursor_time(envelope.timestamp_ns, now_ns()),
-                )?;
-                Ok(())
-            };
-            let failed = |reason: String| -> Result<EnvelopeResult, ClientError> {
-                finish(EnvelopeOutcome::Failed(reason.clone()))?;
-                Ok(EnvelopeResult::Failed(reason))
-            };
-            let Decrypted {
-                plaintext,
-                new_session,
-            } = match sessions::decrypt_from(
-                tx,
-                &inner.pickle_key,
-                keys,
-                &a.sender,
-                &a.ciphertext,
-                now,
-            )? {
-                Ok(d) => d,
-                Err(e) => return failed(e.to_string()),
-            };
-            if new_session {
-                let pickle = keys
-                    .pickle(&inner.pickle_key)
-                    .map_err(|e| ClientError::Crypto(e.to_string()))?;
-                tx.update_account_pickle(own_id.as_bytes(), &pickle)?;
-                inner
-                    .spent_one_time_keys
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            let payload = match decode_payload(&plaintext) {
-                Ok(p) => p,
-                Err(e) => return failed(format!("invalid payload: {e}")),
-            };
-            if payload.sender_address() != a.address {
-                return failed(
-                    "sender address inside the ciphertext differs from the envelope's".into(),
-                );
-            }
-            if payload.recipient_installation_key() != own_id.as_bytes() {
-                return failed("message was encrypted for another installation".into());
-            }
-            let received = match payload {
-                InstallationPayload::Direct(direct) => {
-                    self.receive_direct(tx, a.sender.installation_id(), direct, now)?
-                }
-            };
-            match received {
-                Err(reason) => failed(reason),
-                Ok(None) => {
-                    finish(EnvelopeOutcome::Accepted)?;
-                    Ok(EnvelopeResult::Duplicate)
-                }
-                Ok(Some(message)) => {
-                    finish(EnvelopeOutcome::Accepted)?;
-                    Ok(EnvelopeResult::New(Box::new(message)))
-                }
-            }
-        })
+        let me = Receiver {
+            address: inner.address,
+            installation_id: inner.installation_id,
+            pickle_key: &inner.pickle_key,
+        };
+        let accepted = inner
+            .storage
+            .transaction_relaxed(|tx| accept(tx, &me, keys, envelope, digest, a, now_ns()))?;
+        if accepted.spent_one_time_key {
+            inner
+                .spent_one_time_keys
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(accepted.result)
     }
 
     /// The envelopes this installation refused, oldest first.
@@ -386,5 +429,226 @@ impl Client {
                 },
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xmtp_cryptography::{Association, LocalWallet};
+
+    use super::*;
+    use crate::{
+        content::encode_text,
+        messages::DirectMessage,
+        storage::{DatabaseKey, MessagePage, Storage},
+    };
+
+    /// One installation, in memory: keys, public bundle, address, database.
+    struct Side {
+        keys: InstallationKeys,
+        public: VerifiedInstallation,
+        address: Address,
+        storage: Storage,
+    }
+
+    fn side(wallet: &LocalWallet) -> Side {
+        let mut keys = InstallationKeys::new();
+        keys.rotate_fallback_key();
+        let association = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(Association::create(wallet, keys.installation_id(), 1))
+            .unwrap();
+        let public =
+            VerifiedInstallation::from_proto(&keys.public_bundle(&association).unwrap()).unwrap();
+        Side {
+            keys,
+            public,
+            address: wallet.address(),
+            storage: Storage::in_memory(&DatabaseKey::random()).unwrap(),
+        }
+    }
+
+    /// Alice's installation encrypts `plaintext` for Bob's and wraps it
+    /// as it would travel; returns the envelope and what Bob's client knows
+    /// after verifying the sender.
+    fn envelope(
+        alice: &Side,
+        bob: &Side,
+        plaintext: &[u8],
+        timestamp_ns: u64,
+    ) -> (Envelope, Authenticated) {
+        let claim = bob.public.fallback_as_claimed();
+        let ciphertext = alice
+            .storage
+            .transaction(|tx| {
+                sessions::encrypt_for(
+                    tx,
+                    alice.storage.pickle_key(),
+                    &alice.keys,
+                    &bob.public,
+                    Some(&claim),
+                    plaintext,
+                    1,
+                )
+            })
+            .unwrap();
+        let (t, bytes) = ciphertext.to_parts();
+        let olm = OlmEnvelope {
+            version: 1,
+            sender_installation_key: alice.public.installation_id().as_bytes().to_vec(),
+            sender_identity_key: alice.public.identity_key().to_vec(),
+            sender_address: alice.address.to_checksum(),
+            message_type: t.as_u64() as u32,
+            ciphertext: bytes,
+        };
+        let envelope = Envelope {
+            content_topic: crate::installation_topic(&bob.public.installation_id()),
+            timestamp_ns,
+            message: olm.encode_to_vec(),
+        };
+        (
+            envelope,
+            Authenticated {
+                sender: alice.public.clone(),
+                address: alice.address,
+                ciphertext,
+            },
+        )
+    }
+
+    fn direct(from: &Side, to: &Side, peer: Address, text: &str, id: u8) -> Vec<u8> {
+        DirectMessage {
+            message_id: [id; 16],
+            sender_address: from.address,
+            recipient_installation_key: to.public.installation_id().as_bytes().to_vec(),
+            peer_address: peer,
+            sent_ns: u64::from(id),
+            content: encode_text(text),
+        }
+        .encode()
+    }
+
+    fn run(bob: &mut Side, envelope: &Envelope, a: &Authenticated) -> Accepted {
+        let Side {
+            keys,
+            public,
+            address,
+            storage,
+        } = bob;
+        let me = Receiver {
+            address: *address,
+            installation_id: public.installation_id(),
+            pickle_key: storage.pickle_key(),
+        };
+        let digest = envelope_digest(envelope);
+        storage
+            .transaction(|tx| accept(tx, &me, keys, envelope, &digest, a, 10))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_message_is_accepted_once_and_its_duplicate_changes_nothing() {
+        let alice = side(&LocalWallet::random());
+        let mut bob = side(&LocalWallet::random());
+        let (env, a) = envelope(&alice, &bob, &direct(&alice, &bob, bob.address, "hi", 1), 5);
+        let first = run(&mut bob, &env, &a);
+        assert!(
+            first.spent_one_time_key,
+            "a fallback-key session counts as a spent pre-key"
+        );
+        let EnvelopeResult::New(m) = first.result else {
+            panic!("not accepted")
+        };
+        assert_eq!(m.text().as_deref(), Some("hi"));
+        assert_eq!(m.conversation_id, alice.address.to_checksum());
+        assert_eq!(run(&mut bob, &env, &a).result, EnvelopeResult::Duplicate);
+        let stored = bob
+            .storage
+            .transaction(|tx| tx.messages(&m.conversation_id, &MessagePage::default()))
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            bob.storage
+                .transaction(|tx| tx.cursor(&env.content_topic))
+                .unwrap(),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn the_same_message_id_in_another_envelope_is_a_duplicate() {
+        let alice = side(&LocalWallet::random());
+        let mut bob = side(&LocalWallet::random());
+        let (e1, a1) = envelope(&alice, &bob, &direct(&alice, &bob, bob.address, "hi", 1), 5);
+        let (e2, a2) = envelope(
+            &alice,
+            &bob,
+            &direct(&alice, &bob, bob.address, "hi again", 1),
+            6,
+        );
+        assert!(matches!(
+            run(&mut bob, &e1, &a1).result,
+            EnvelopeResult::New(_)
+        ));
+        assert_eq!(run(&mut bob, &e2, &a2).result, EnvelopeResult::Duplicate);
+    }
+
+    #[test]
+    fn payloads_that_contradict_the_envelope_are_refused_and_recorded() {
+        let alice = side(&LocalWallet::random());
+        let mut bob = side(&LocalWallet::random());
+        let carol = side(&LocalWallet::random());
+        let cases = [
+            // Claims another sender inside the ciphertext.
+            (
+                direct(&carol, &bob, bob.address, "x", 1),
+                "sender address inside",
+            ),
+            // Encrypted for another installation (a copy replayed to Bob).
+            (
+                direct(&alice, &carol, bob.address, "x", 2),
+                "another installation",
+            ),
+            // A conversation between Alice and Carol, delivered to Bob.
+            (direct(&alice, &bob, carol.address, "x", 3), "not part of"),
+            // Not a payload at all.
+            (vec![0xff, 0x01], "invalid payload"),
+        ];
+        for (i, (plaintext, reason)) in cases.iter().enumerate() {
+            let (env, a) = envelope(&alice, &bob, plaintext, 100 + i as u64);
+            match run(&mut bob, &env, &a).result {
+                EnvelopeResult::Failed(r) => assert!(r.contains(reason), "{r}"),
+                other => panic!("case {i} accepted: {other:?}"),
+            }
+        }
+        let failed = bob.storage.transaction(|tx| tx.failed_envelopes()).unwrap();
+        assert_eq!(failed.len(), 4);
+        assert_eq!(bob.storage.transaction(|tx| tx.message_count()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_copy_of_the_users_own_message_files_under_the_peer() {
+        let wallet = LocalWallet::random();
+        let alice1 = side(&wallet);
+        let mut alice2 = side(&wallet);
+        let bob = side(&LocalWallet::random());
+        let (env, a) = envelope(
+            &alice1,
+            &alice2,
+            &direct(&alice1, &alice2, bob.address, "to bob", 7),
+            5,
+        );
+        let EnvelopeResult::New(m) = run(&mut alice2, &env, &a).result else {
+            panic!("not accepted")
+        };
+        assert_eq!(m.conversation_id, bob.address.to_checksum());
+        assert_eq!(m.sender_address, alice1.address.to_checksum());
+    }
+
+    #[test]
+    fn the_cursor_never_passes_the_local_clock() {
+        assert_eq!(cursor_time(5, 10), 5);
+        assert_eq!(cursor_time(u64::MAX, 10), 10);
     }
 }
