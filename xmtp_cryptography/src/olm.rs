@@ -380,6 +380,15 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_pre_key_message_is_refused_by_the_session() {
+        let (_alice, alice_public, mut bob, _, mut alice_session) = pair();
+        let first = alice_session.encrypt(b"1").unwrap();
+        let (mut bob_session, _) = OlmSession::inbound(&mut bob, &alice_public, &first).unwrap();
+        assert!(bob_session.matches(&first));
+        assert_eq!(bob_session.decrypt(&first).unwrap_err(), DecryptError::MissingMessageKey);
+    }
+
+    #[test]
     fn a_tampered_message_is_refused() {
         let (_alice, alice_public, mut bob, _, mut alice_session) = pair();
         let first = alice_session.encrypt(b"1").unwrap();
