@@ -385,7 +385,10 @@ mod tests {
         let first = alice_session.encrypt(b"1").unwrap();
         let (mut bob_session, _) = OlmSession::inbound(&mut bob, &alice_public, &first).unwrap();
         assert!(bob_session.matches(&first));
-        assert_eq!(bob_session.decrypt(&first).unwrap_err(), DecryptError::MissingMessageKey);
+        assert_eq!(
+            bob_session.decrypt(&first).unwrap_err(),
+            DecryptError::MissingMessageKey
+        );
     }
 
     #[test]
