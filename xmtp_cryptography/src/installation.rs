@@ -313,12 +313,10 @@ impl InstallationKeys {
     fn generate_fallback_key(&mut self) -> Curve25519PublicKey {
         self.account.generate_fallback_key();
         #[allow(clippy::expect_used)]
-        let key = self
-            .account
-            .fallback_key()
-            .into_values()
-            .next()
-            .expect("vodozemac reports a fallback key as unpublished right after generating it");
+        let key =
+            self.account.fallback_key().into_values().next().expect(
+                "vodozemac reports a fallback key as unpublished right after generating it",
+            );
         self.fallback_key = Some(key);
         key
     }
