@@ -8,16 +8,18 @@
 use std::{
     net::{IpAddr, Ipv4Addr},
     str::FromStr,
+    time::Duration,
 };
 
-use crate::rate_limit::BucketConfig;
+use crate::{rate_limit::BucketConfig, store::SqliteSync};
 
 /// Which storage backend to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// Embedded SQLite at this path, or `:memory:`.
     Sqlite(String),
-    /// PostgreSQL at this URL (not supported yet).
+    /// PostgreSQL at this URL (`postgres://user@host:port/database`); several
+    /// nodes may share one database (see [`crate::store::postgres`]).
     Postgres(String),
 }
 
@@ -57,6 +59,8 @@ pub struct NodeConfig {
     pub http_port: u16,
     /// Storage backend.
     pub store: StoreConfig,
+    /// Durability of SQLite commits (ignored by other stores).
+    pub sqlite_sync: SqliteSync,
     /// Per-client limit on published envelopes.
     pub publish_limit: BucketConfig,
     /// Per-client limit on queries and subscriptions.
@@ -65,6 +69,10 @@ pub struct NodeConfig {
     pub subscriber_buffer: usize,
     /// Unclaimed one-time keys an installation may hold.
     pub max_one_time_keys: u32,
+    /// How long [`crate::RunningNode::shutdown`] waits for connections to
+    /// drain before closing them (a client that ignores GOAWAY must not keep
+    /// the node alive).
+    pub shutdown_grace: Duration,
 }
 
 /// Rate limits so high that tests and benchmarks are never throttled.
@@ -80,10 +88,12 @@ impl Default for NodeConfig {
             grpc_port: 0,
             http_port: 0,
             store: StoreConfig::Sqlite(":memory:".into()),
+            sqlite_sync: SqliteSync::default(),
             publish_limit: UNLIMITED,
             read_limit: UNLIMITED,
             subscriber_buffer: 4096,
             max_one_time_keys: 2000,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -93,6 +103,15 @@ impl NodeConfig {
     pub fn with_sqlite(path: impl Into<String>) -> Self {
         Self {
             store: StoreConfig::Sqlite(path.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The test configuration with the PostgreSQL database at `url` as store
+    /// (created if missing, migrated at start).
+    pub fn with_postgres(url: impl Into<String>) -> Self {
+        Self {
+            store: StoreConfig::Postgres(url.into()),
             ..Self::default()
         }
     }

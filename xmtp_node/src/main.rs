@@ -9,7 +9,17 @@ use std::{net::IpAddr, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
-use xmtp_node::{config::UNLIMITED, BucketConfig, Node, NodeConfig, StoreConfig};
+use xmtp_node::{
+    config::UNLIMITED, store::SqliteSync, BucketConfig, Node, NodeConfig, StoreConfig,
+};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SyncMode {
+    /// Durable when the node is killed, not on a power cut (fast).
+    Normal,
+    /// Every commit fsyncs: durable on a power cut too (about 2 ms a commit).
+    Full,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -41,9 +51,15 @@ struct Args {
     #[arg(long, env = "XMTP_NODE_DB", default_value = "xmtp-node.db3")]
     db: String,
     /// Store URL: `sqlite:PATH`, `sqlite::memory:` or `postgres://...`
-    /// (PostgreSQL is not supported yet). Overrides --db.
+    /// (several nodes may share one PostgreSQL database, created if missing).
+    /// Overrides --db.
     #[arg(long, env = "XMTP_NODE_STORE")]
     store: Option<String>,
+    /// Durability of SQLite commits: `normal` survives the node being killed
+    /// (kill -9), `full` also survives a power cut at the cost of an fsync
+    /// per group commit.
+    #[arg(long, env = "XMTP_SQLITE_SYNC", value_enum, default_value_t = SyncMode::Normal)]
+    sqlite_sync: SyncMode,
     /// Published envelopes per second per client.
     #[arg(long, env = "XMTP_PUBLISH_RATE", default_value_t = UNLIMITED.per_second)]
     publish_rate: f64,
@@ -62,6 +78,9 @@ struct Args {
     /// Unclaimed one-time keys an installation may hold.
     #[arg(long, env = "XMTP_MAX_ONE_TIME_KEYS", default_value_t = 2000)]
     max_one_time_keys: u32,
+    /// Seconds to wait for connections to drain at shutdown.
+    #[arg(long, env = "XMTP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    shutdown_grace_secs: u64,
     /// Log format on stderr.
     #[arg(long, env = "XMTP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -88,6 +107,10 @@ impl Args {
             grpc_port: self.grpc_port,
             http_port: self.http_port,
             store,
+            sqlite_sync: match self.sqlite_sync {
+                SyncMode::Normal => SqliteSync::Normal,
+                SyncMode::Full => SqliteSync::Full,
+            },
             publish_limit: BucketConfig {
                 per_second: self.publish_rate,
                 burst: self.publish_burst,
@@ -98,6 +121,7 @@ impl Args {
             },
             subscriber_buffer: self.subscriber_buffer,
             max_one_time_keys: self.max_one_time_keys,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
         })
     }
 }

@@ -55,7 +55,11 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         let hub = Hub::new(config.subscriber_buffer);
         let store: Arc<dyn Store> = match &config.store {
-            StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path, hub.clone())?),
+            StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open_with(
+                path,
+                config.sqlite_sync,
+                hub.clone(),
+            )?),
             StoreConfig::Postgres(_) => {
                 return Err(NodeError::UnsupportedStore("PostgreSQL (issue 8)".into()));
             }
@@ -120,6 +124,7 @@ impl Node {
             http_addr,
             stop: stop_tx,
             hub,
+            grace: config.shutdown_grace,
             tasks: vec![grpc_task, http_task],
         })
     }
@@ -150,6 +155,7 @@ pub struct RunningNode {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     hub: Arc<Hub>,
+    grace: std::time::Duration,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -180,11 +186,20 @@ impl RunningNode {
     }
 
     /// Stops accepting, lets in-flight requests finish, ends subscriptions and
-    /// waits until both servers have stopped.
+    /// waits until both servers have stopped, or until the shutdown grace
+    /// period is over, after which remaining connections are closed.
     pub async fn shutdown(mut self) {
         self.signal_stop();
-        for task in std::mem::take(&mut self.tasks) {
-            let _ = task.await;
+        let tasks = std::mem::take(&mut self.tasks);
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(self.grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "connections did not drain in time; closing them");
+            for abort in aborts {
+                abort.abort();
+            }
         }
         tracing::info!("node stopped");
     }

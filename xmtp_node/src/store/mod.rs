@@ -33,7 +33,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod conformance;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteSync};
 
 /// Length of an envelope digest (SHA-256).
 pub const DIGEST_LEN: usize = 32;
