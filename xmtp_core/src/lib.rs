@@ -37,6 +37,8 @@ pub mod sessions;
 pub mod storage;
 mod stream;
 mod sync;
+#[cfg(test)]
+mod test_support;
 mod time;
 
 pub use agent::{Agent, AgentBuilder, AgentError, MessageContext, MessageHandler, RunningAgent};

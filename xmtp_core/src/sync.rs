@@ -434,40 +434,15 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    use xmtp_cryptography::{Association, LocalWallet};
+    use xmtp_cryptography::LocalWallet;
 
     use super::*;
     use crate::{
         content::encode_text,
         messages::DirectMessage,
-        storage::{DatabaseKey, MessagePage, Storage},
+        storage::MessagePage,
+        test_support::{side, Side},
     };
-
-    /// One installation, in memory: keys, public bundle, address, database.
-    struct Side {
-        keys: InstallationKeys,
-        public: VerifiedInstallation,
-        address: Address,
-        storage: Storage,
-    }
-
-    fn side(wallet: &LocalWallet) -> Side {
-        let mut keys = InstallationKeys::new();
-        keys.rotate_fallback_key();
-        let association = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(Association::create(wallet, keys.installation_id(), 1))
-            .unwrap();
-        let public =
-            VerifiedInstallation::from_proto(&keys.public_bundle(&association).unwrap()).unwrap();
-        Side {
-            keys,
-            public,
-            address: wallet.address(),
-            storage: Storage::in_memory(&DatabaseKey::random()).unwrap(),
-        }
-    }
 
     /// Alice's installation encrypts `plaintext` for Bob's and wraps it
     /// as it would travel; returns the envelope and what Bob's client knows
@@ -530,6 +505,7 @@ mod tests {
     }
 
     fn run(bob: &mut Side, envelope: &Envelope, a: &Authenticated) -> Accepted {
+        let digest = envelope_digest(envelope);
         let Side {
             keys,
             public,
@@ -541,7 +517,6 @@ mod tests {
             installation_id: public.installation_id(),
             pickle_key: storage.pickle_key(),
         };
-        let digest = envelope_digest(envelope);
         storage
             .transaction(|tx| accept(tx, &me, keys, envelope, &digest, a, 10))
             .unwrap()
