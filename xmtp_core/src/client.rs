@@ -2,10 +2,17 @@
 //!
 //! The client owns the installation's keys (behind one async mutex, which
 //! also serialises every ratchet step), the encrypted storage, the contact
-//! cache and the node API. The protocol steps themselves live in their own
-//! modules and take decoded inputs ([`crate::sessions`], [`crate::sync`],
-//! [`crate::conversations`]); this module starts the client and holds what
-//! they share. A `Client` is cheap to clone: clones share one state.
+//! cache and the node API. The protocol steps are sans-I/O functions over a
+//! storage transaction, taking decoded and verified inputs:
+//!
+//! ```text
+//! send:     recipients (contacts) -> claim pre-keys (node) -> fanout::encrypt_to_outbox (tx) -> publish (node)
+//! receive:  envelope (node) -> authenticate (contacts) -> sync::accept (tx) -> streams wake up
+//! ```
+//!
+//! This module starts the client and holds what the steps share; the
+//! network calls sit in the thin async methods around them. A `Client` is
+//! cheap to clone: clones share one state.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU32, Ordering},
