@@ -24,7 +24,7 @@ use crate::{
     metrics::Metrics,
     rate_limit::RateLimiter,
     service::{KeyService, MessageService, Shared, MAX_REQUEST_BYTES},
-    store::{SqliteStore, Store, StoreError},
+    store::{PostgresStore, SqliteStore, Store, StoreError},
 };
 
 /// Why a node could not start.
@@ -60,9 +60,7 @@ impl Node {
                 config.sqlite_sync,
                 hub.clone(),
             )?),
-            StoreConfig::Postgres(_) => {
-                return Err(NodeError::UnsupportedStore("PostgreSQL (issue 8)".into()));
-            }
+            StoreConfig::Postgres(url) => Arc::new(PostgresStore::open(url, hub.clone()).await?),
         };
         let metrics = Arc::new(Metrics::default());
         let shared = Arc::new(Shared {

@@ -28,11 +28,13 @@ use xmtp_proto::xmtp::{
     v3::message_contents::{InstallationPublicKeyBundle, SignedCurve25519Key, WalletRevocation},
 };
 
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
 mod conformance;
 
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteStore, SqliteSync};
 
 /// Length of an envelope digest (SHA-256).
