@@ -96,23 +96,17 @@ impl Client {
             .encode()
         };
         let (stored, published) = self
-            .fan_out(
-                &recipients,
-                sent_ns,
-                Some(&message_id),
-                plaintext_for,
-                |tx| {
-                    tx.insert_message(&record)?;
-                    tx.touch_conversation(
-                        &record.conversation_id,
-                        KIND_DM,
-                        Some(&record.conversation_id),
-                        sent_ns,
-                        now_ns(),
-                    )?;
-                    Ok(tx.message(&message_id)?)
-                },
-            )
+            .fan_out(&recipients, Some(&message_id), plaintext_for, |tx| {
+                tx.insert_message(&record)?;
+                tx.touch_conversation(
+                    &record.conversation_id,
+                    KIND_DM,
+                    Some(&record.conversation_id),
+                    sent_ns,
+                    now_ns(),
+                )?;
+                Ok(tx.message(&message_id)?)
+            })
             .await?;
         self.notify_stored();
         let stored = stored.ok_or(StorageError::Corrupt {

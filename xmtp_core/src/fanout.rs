@@ -144,10 +144,13 @@ impl Client {
     /// envelopes and runs `commit` in the same transaction, then publishes.
     /// Returns what `commit` returned, and the outcome of publishing (on
     /// failure the envelopes stay queued for the next flush).
+    ///
+    /// The envelopes are timestamped under the keys lock, so that envelope
+    /// times follow the order of the ratchet steps (receivers sync in time
+    /// order; this keeps skipped message keys to a minimum).
     pub(crate) async fn fan_out<T>(
         &self,
         recipients: &[VerifiedInstallation],
-        timestamp_ns: u64,
         message_id: Option<&[u8]>,
         plaintext_for: impl Fn(&InstallationId) -> Vec<u8>,
         commit: impl FnOnce(&StorageTx<'_>) -> Result<T, ClientError>,
@@ -173,7 +176,7 @@ impl Client {
         let committed = inner.storage.transaction(|tx| {
             let now = now_ns();
             let outgoing = Outgoing {
-                timestamp_ns,
+                timestamp_ns: now,
                 message_id,
                 claimed: &claimed,
             };
