@@ -471,3 +471,54 @@ async fn an_envelope_dated_in_the_far_future_does_not_hide_later_messages() {
     assert_eq!(second.new_messages, 1);
     assert_eq!(texts(&bob, &alice.address()), ["still delivered"]);
 }
+
+#[tokio::test]
+async fn an_installation_can_revoke_itself_and_revoking_needs_the_wallet() {
+    let node = start_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = LocalWallet::random();
+    let a1 = client(&node, &wallet).await;
+    let path = dir.path().join("a2.db3");
+    let key = xmtp_core::DatabaseKey::random();
+    let a2 = file_client(api(&node).await, &wallet, &path, &key).await;
+    let a2_id = a2.installation_id();
+    drop(a2);
+    // Reopened without the wallet (it was the app's, not one the client made):
+    // it can still read and write, but not sign a revocation.
+    let without_wallet = xmtp_core::ClientBuilder::new()
+        .api(api(&node).await)
+        .database_path(&path)
+        .database_key(key.clone())
+        .options(options())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(without_wallet.installation_id(), a2_id);
+    assert!(matches!(
+        without_wallet
+            .revoke_installation(&a1.installation_id())
+            .await,
+        Err(ClientError::NoWallet)
+    ));
+    drop(without_wallet);
+
+    let a2 = file_client(api(&node).await, &wallet, &path, &key).await;
+    a2.revoke_installation(&a2_id).await.unwrap();
+    assert!(a2.is_revoked());
+    assert!(matches!(
+        a2.send_text(&a1.address(), "x").await,
+        Err(ClientError::InstallationRevoked)
+    ));
+    let ids: Vec<_> = a1
+        .installations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [a1.installation_id()]);
+    drop(a2);
+    // The revocation is remembered across a restart.
+    let a2 = file_client(api(&node).await, &wallet, &path, &key).await;
+    assert!(a2.is_revoked());
+}
