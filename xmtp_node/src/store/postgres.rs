@@ -511,12 +511,20 @@ async fn migrate(client: &mut Client) -> Result<(), OpError> {
     let txn = client.transaction().await?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    txn.batch_execute(
-        "CREATE TABLE IF NOT EXISTS xmtp_schema_version (
-            version INTEGER PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .await?;
+    // Under the lock, so no other node creates it meanwhile (and no
+    // "already exists" notice is logged).
+    let versioned: bool = txn
+        .query_one("SELECT to_regclass('xmtp_schema_version') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !versioned {
+        txn.batch_execute(
+            "CREATE TABLE xmtp_schema_version (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    }
     let current: i32 = txn
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM xmtp_schema_version",
