@@ -9,7 +9,8 @@
 //!
 //! Criterion measures each; the fixed-size runs after it record every sample
 //! and print p50/p99 (and envelopes/s) in a summary. `XMTP_BENCH_QUICK=1`
-//! shrinks those runs for a smoke test.
+//! shrinks those runs for a smoke test; `XMTP_BENCH_ONLY=publish` (or
+//! `query`, `delivery`) runs one phase.
 //!
 //! Run: `cargo bench -p xmtp_node --bench node` (add
 //! `-- --warm-up-time 1 --measurement-time 3` for a short run).
@@ -40,6 +41,11 @@ type Client = MessageApiClient<Channel>;
 const CLIENTS: usize = 16;
 const ENVELOPE_BYTES: usize = 1024;
 const QUERY_TOPIC: &str = "/bench/query/proto";
+
+/// Whether to run a phase (`XMTP_BENCH_ONLY=publish|query|delivery` picks one).
+fn phase(name: &str) -> bool {
+    std::env::var("XMTP_BENCH_ONLY").map_or(true, |only| only == name)
+}
 
 fn quick() -> bool {
     std::env::var("XMTP_BENCH_QUICK").is_ok_and(|v| v == "1")
@@ -227,15 +233,40 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let mut summary = Vec::new();
 
+    if phase("publish") {
+        publish_phase(&rt, &dir, &mut criterion, &mut summary);
+    }
+    if phase("query") {
+        query_phase(&rt, &dir, &mut criterion, &mut summary);
+    }
+    if phase("delivery") {
+        delivery_phase(&rt, &dir, &mut criterion, &mut summary);
+    }
+    criterion.final_summary();
+    println!(
+        "\n== xmtp_node summary ({} cores) ==",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for line in summary {
+        println!("{line}");
+    }
+}
+
+fn publish_phase(
+    rt: &Runtime,
+    dir: &tempfile::TempDir,
+    criterion: &mut Criterion,
+    summary: &mut Vec<String>,
+) {
     // Publish throughput, default durability (synchronous=NORMAL).
-    let node = rt.block_on(start(&dir, "publish.db3", SqliteSync::Normal));
+    let node = rt.block_on(start(dir, "publish.db3", SqliteSync::Normal));
     let pubs = rt.block_on(clients(&node, CLIENTS));
     {
         let mut group = criterion.benchmark_group("publish");
         group.throughput(Throughput::Elements(1));
         group.sample_size(10);
         group.bench_function("1KiB_16_clients", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
+            b.to_async(rt).iter_custom(|iters| {
                 let pubs = pubs.clone();
                 async move { publish_load(&pubs, iters).await }
             })
@@ -247,7 +278,7 @@ fn main() {
         ("synchronous=NORMAL (default)", SqliteSync::Normal),
         ("synchronous=FULL", SqliteSync::Full),
     ] {
-        let node = rt.block_on(start(&dir, &format!("publish-{sync:?}.db3"), sync));
+        let node = rt.block_on(start(dir, &format!("publish-{sync:?}.db3"), sync));
         let pubs = rt.block_on(clients(&node, CLIENTS));
         let elapsed = rt.block_on(publish_load(&pubs, total));
         let rate = total as f64 / elapsed.as_secs_f64();
@@ -260,9 +291,16 @@ fn main() {
     }
     drop(pubs);
     rt.block_on(node.shutdown());
+}
 
+fn query_phase(
+    rt: &Runtime,
+    dir: &tempfile::TempDir,
+    criterion: &mut Criterion,
+    summary: &mut Vec<String>,
+) {
     // Query latency on a topic of 100,000 envelopes.
-    let node = rt.block_on(start(&dir, "query.db3", SqliteSync::Normal));
+    let node = rt.block_on(start(dir, "query.db3", SqliteSync::Normal));
     let mut client = rt.block_on(clients(&node, 1)).remove(0);
     let size = if quick() { 20_000 } else { 100_000 };
     let cursors = rt.block_on(fill_query_topic(&mut client, size));
@@ -280,13 +318,13 @@ fn main() {
     {
         let mut group = criterion.benchmark_group("query");
         group.bench_function("newest_page_of_100", |b| {
-            b.to_async(&rt).iter(|| {
+            b.to_async(rt).iter(|| {
                 let mut c = client.clone();
                 async move { timed_query(&mut c, page_query(None)).await }
             })
         });
         group.bench_function("page_of_100_at_random_cursor", |b| {
-            b.to_async(&rt).iter(|| {
+            b.to_async(rt).iter(|| {
                 let mut c = client.clone();
                 let q = page_query(Some(pick()));
                 async move { timed_query(&mut c, q).await }
@@ -311,9 +349,16 @@ fn main() {
     }
     drop(client);
     rt.block_on(node.shutdown());
+}
 
+fn delivery_phase(
+    rt: &Runtime,
+    dir: &tempfile::TempDir,
+    criterion: &mut Criterion,
+    summary: &mut Vec<String>,
+) {
     // Delivery latency.
-    let node = rt.block_on(start(&dir, "delivery.db3", SqliteSync::Normal));
+    let node = rt.block_on(start(dir, "delivery.db3", SqliteSync::Normal));
     {
         let mut sub_client = rt.block_on(clients(&node, 1)).remove(0);
         let pub_client = rt.block_on(clients(&node, 1)).remove(0);
@@ -329,7 +374,7 @@ fn main() {
         let stream = Arc::new(tokio::sync::Mutex::new(stream));
         let mut group = criterion.benchmark_group("delivery");
         group.bench_function("publish_to_subscriber_one_envelope", |b| {
-            b.to_async(&rt).iter(|| {
+            b.to_async(rt).iter(|| {
                 let mut c = pub_client.clone();
                 let stream = Arc::clone(&stream);
                 async move {

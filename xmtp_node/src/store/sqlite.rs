@@ -19,6 +19,10 @@
 //!   envelopes to the [`CommitListener`] and only then acknowledges each
 //!   publisher. One fsync is shared by a whole batch, which is what makes
 //!   thousands of small publishes per second possible.
+//! - **Checkpoints** run on their own thread and connection
+//!   (`wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`], automatic
+//!   checkpoints being off on the writer), so the writer never stalls
+//!   copying the WAL into the database and fsyncing it while publishers wait.
 //! - **Reads** run on `spawn_blocking` threads with connections from a small
 //!   pool (WAL lets them read while the writer writes). An in-memory database
 //!   exists on one connection only, so there reads go through the writer.
@@ -53,6 +57,8 @@ const MAX_GROUP: usize = 1024;
 const QUEUE_DEPTH: usize = 8192;
 /// Idle read connections kept open.
 const READ_POOL: usize = 8;
+/// Interval between background WAL checkpoints.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Schema version written to `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -139,6 +145,8 @@ enum Readers {
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -189,6 +197,13 @@ impl SqliteStore {
         conn.execute_batch(sync.pragma())?;
         conn.execute_batch("PRAGMA busy_timeout=5000;")?;
         migrate(&conn)?;
+        let checkpointer = match readers {
+            Readers::Pool { ref path, .. } => {
+                conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+                Some(start_checkpointer(path.clone(), sync)?)
+            }
+            Readers::Writer => None,
+        };
 
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         thread::Builder::new()
@@ -198,6 +213,7 @@ impl SqliteStore {
         Ok(Self {
             jobs,
             readers: Arc::new(readers),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -272,6 +288,34 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
+}
+
+/// Starts the checkpoint thread; it runs until the returned sender is
+/// dropped, then checkpoints once more and stops.
+fn start_checkpointer(
+    path: PathBuf,
+    sync: SqliteSync,
+) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let conn = Connection::open(&path)?;
+    conn.execute_batch(sync.pragma())?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("xmtp-sqlite-checkpoint".into())
+        .spawn(move || loop {
+            let done = matches!(
+                stopped.recv_timeout(CHECKPOINT_EVERY),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) | Ok(())
+            );
+            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(%err, "WAL checkpoint failed");
+            }
+            if done {
+                return;
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start checkpoint thread: {e}")))?;
+    Ok(stop)
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
