@@ -154,12 +154,25 @@ impl fmt::Debug for GroupPlaintext {
     }
 }
 
+/// Parses a Megolm message, accepting only its canonical encoding: vodozemac
+/// signs and MACs the re-encoded fields, so without this check a message with
+/// an extra or renamed protobuf field would still verify, and one message would
+/// have many byte forms.
+fn parse(bytes: &[u8]) -> Result<MegolmMessage, DecryptError> {
+    let message =
+        MegolmMessage::from_bytes(bytes).map_err(|e| DecryptError::Malformed(e.to_string()))?;
+    if message.to_bytes() != bytes {
+        return Err(DecryptError::Malformed(
+            "not canonically encoded".to_owned(),
+        ));
+    }
+    Ok(message)
+}
+
 /// The index a Megolm message claims (before it is authenticated), or a
 /// typed error if the bytes are not a Megolm message.
 pub fn message_index(bytes: &[u8]) -> Result<u32, DecryptError> {
-    MegolmMessage::from_bytes(bytes)
-        .map(|m| m.message_index())
-        .map_err(|e| DecryptError::Malformed(e.to_string()))
+    parse(bytes).map(|m| m.message_index())
 }
 
 /// The receiving side of a group session.
@@ -200,8 +213,7 @@ impl InboundGroupSession {
     /// Decrypts a message. Does not refuse replays: see
     /// [`InboundGroupSession::decrypt_once`].
     pub fn decrypt(&mut self, bytes: &[u8]) -> Result<GroupPlaintext, DecryptError> {
-        let message =
-            MegolmMessage::from_bytes(bytes).map_err(|e| DecryptError::Malformed(e.to_string()))?;
+        let message = parse(bytes)?;
         match self.0.decrypt(&message) {
             Ok(decrypted) => Ok(GroupPlaintext {
                 plaintext: decrypted.plaintext,

@@ -75,9 +75,16 @@ impl OlmCiphertext {
             OlmMessageType::PreKey => 0,
             OlmMessageType::Normal => 1,
         };
-        OlmMessage::from_parts(number, bytes)
-            .map(Self)
-            .map_err(|e| DecryptError::Malformed(e.to_string()))
+        let message = OlmMessage::from_parts(number, bytes)
+            .map_err(|e| DecryptError::Malformed(e.to_string()))?;
+        // vodozemac MACs the re-encoded message, so only the canonical
+        // encoding is accepted: one message, one byte form.
+        if message.to_parts().1 != bytes {
+            return Err(DecryptError::Malformed(
+                "not canonically encoded".to_owned(),
+            ));
+        }
+        Ok(Self(message))
     }
 
     /// The message type.

@@ -10,7 +10,7 @@ use xmtp_cryptography::{
     bundle::VerifiedInstallation,
     installation::{InstallationKeys, PreKeyKind},
     megolm::{InboundGroupSession, OutboundGroupSession, ReplayGuard},
-    olm::OlmSession,
+    olm::{OlmCiphertext, OlmSession},
     wallet::LocalWallet,
     x3dh::{self, InitialMessage, PreKeyBundle, X25519KeyPair, X25519PublicKey},
     DecryptError,
@@ -267,4 +267,71 @@ proptest! {
         tampered[bit / 8] ^= 1 << (bit % 8);
         prop_assert!(inbound.decrypt(&tampered).is_err());
     }
+
+    #[test]
+    fn olm_refuses_any_flipped_bit(bit in any::<prop::sample::Index>(), pre_key in any::<bool>()) {
+        if pre_key {
+            // A fresh outbound session's first message is a pre-key message.
+            let wallet = LocalWallet::random();
+            let alice = make_installation(&wallet, 1);
+            let mut bob = make_installation(&wallet, 2);
+            let mut session = OlmSession::outbound(&alice.keys, &bob.public, &bob.public.fallback_as_claimed()).unwrap();
+            let (kind, bytes) = session.encrypt(b"pre-key message").unwrap().to_parts();
+            let tampered = flip(&bytes, bit.index(bytes.len() * 8));
+            if let Ok(tampered) = OlmCiphertext::from_parts(kind, &tampered) {
+                prop_assert!(OlmSession::inbound(&mut bob.keys, &alice.public, &tampered).is_err());
+            }
+            let genuine = OlmCiphertext::from_parts(kind, &bytes).unwrap();
+            prop_assert_eq!(OlmSession::inbound(&mut bob.keys, &alice.public, &genuine).unwrap().1, b"pre-key message".to_vec());
+        } else {
+            let mut pair = olm_pair();
+            let message = pair.alice.encrypt(b"ratchet message").unwrap();
+            let (kind, bytes) = message.to_parts();
+            let tampered = flip(&bytes, bit.index(bytes.len() * 8));
+            if let Ok(tampered) = OlmCiphertext::from_parts(kind, &tampered) {
+                prop_assert!(pair.bob.decrypt(&tampered).is_err());
+            }
+            // The genuine message still decrypts: a forgery changes no state.
+            prop_assert_eq!(pair.bob.decrypt(&message).unwrap(), b"ratchet message".to_vec());
+        }
+    }
+}
+
+fn flip(bytes: &[u8], bit: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[bit / 8] ^= 1 << (bit % 8);
+    out
+}
+
+#[test]
+fn every_single_bit_flip_of_an_olm_message_is_rejected() {
+    let mut pair = olm_pair();
+    let message = pair.alice.encrypt(b"ratchet message").unwrap();
+    let (kind, bytes) = message.to_parts();
+    for bit in 0..bytes.len() * 8 {
+        if let Ok(tampered) = OlmCiphertext::from_parts(kind, &flip(&bytes, bit)) {
+            assert!(
+                pair.bob.decrypt(&tampered).is_err(),
+                "flipping bit {bit} was accepted"
+            );
+        }
+    }
+    assert_eq!(pair.bob.decrypt(&message).unwrap(), b"ratchet message");
+}
+
+#[test]
+fn every_single_bit_flip_of_a_megolm_message_is_rejected() {
+    let mut outbound = OutboundGroupSession::new();
+    let mut inbound = InboundGroupSession::new(&outbound.session_key());
+    let message = outbound.encrypt(b"group message");
+    for bit in 0..message.len() * 8 {
+        assert!(
+            inbound.decrypt(&flip(&message, bit)).is_err(),
+            "flipping bit {bit} was accepted"
+        );
+    }
+    assert_eq!(
+        inbound.decrypt(&message).unwrap().plaintext,
+        b"group message"
+    );
 }
