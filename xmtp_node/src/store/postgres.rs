@@ -15,8 +15,9 @@
 //!   the SQLite store does). The transaction takes the global advisory lock
 //!   `PUBLISH_LOCK`, inserts with `INSERT ... ON CONFLICT DO NOTHING
 //!   RETURNING` (duplicates are stored once and reported as duplicates),
-//!   sends `NOTIFY xmtp_envelopes` and commits; only then are the publishers
-//!   acknowledged. When the commit's outcome is unknown (the connection broke)
+//!   sends `NOTIFY xmtp_envelopes` and commits, all sent as one pipeline so
+//!   that the lock is never held across a client round trip; only when every
+//!   step, COMMIT included, succeeded are the publishers acknowledged. When the commit's outcome is unknown (the connection broke)
 //!   the publisher gets [`StoreError::Unavailable`], never a false
 //!   acknowledgement; retrying is safe because duplicates are ignored.
 //! - **The global sequence.** Every envelope gets a `BIGSERIAL seq`. Sequence
@@ -56,9 +57,14 @@
 //!   [`PostgresOptions::op_timeout`], and the pool reconnects by itself when
 //!   it is back.
 //!
-//! Limits: all publishes of the whole network are serialised on one lock, so
-//! publish throughput is bounded by the commit rate of one PostgreSQL server
-//! times the envelopes a group commit carries; a follower delivers at most
+//! Limits: all publishes of the whole network are serialised on one lock,
+//! and the lock is held through each commit's WAL flush, so publish
+//! throughput is bounded by (envelopes per group commit) / (commit latency of
+//! the one PostgreSQL server): a group can only hold what was queued during
+//! the previous commit, and with several nodes each node's groups are
+//! smaller. Removing the lock would need followers that wait out in-flight
+//! sequence gaps (and the permanent gaps duplicates leave), trading delivery
+//! latency for write concurrency; a follower delivers at most
 //! [`FOLLOW_BATCH`] envelopes per round trip; TLS to PostgreSQL is not
 //! supported (use a local socket or a private network).
 
@@ -74,7 +80,7 @@ use futures::future::poll_fn;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore, SemaphorePermit};
 use tokio_postgres::{
-    error::SqlState, AsyncMessage, Client, Config, GenericClient, NoTls, Statement,
+    error::SqlState, types::ToSql, AsyncMessage, Client, Config, GenericClient, NoTls, Statement,
 };
 use xmtp_proto::xmtp::{
     message_api::v1::Envelope,
@@ -148,6 +154,11 @@ SELECT t, s, d, m FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[])
 ORDER BY n
 ON CONFLICT (topic, sender_time, digest) DO NOTHING
 RETURNING seq, topic, sender_time, digest";
+
+const PUBLISH_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1)";
+
+/// Wakes every follower; the payload is not needed (they read from `seq`).
+const NOTIFY_SQL: &str = "SELECT pg_notify($1, '')";
 
 const FOLLOW: &str = "SELECT seq, topic, sender_time, message FROM envelopes \
      WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -762,27 +773,29 @@ async fn commit_group(
         }
     }
     let insert = conn.prepare(INSERT_ENVELOPES).await?;
-    let txn = conn.client.transaction().await?;
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&PUBLISH_LOCK])
-        .await?;
-    let rows = txn
-        .query(&insert, &[&topics, &times, &digests, &messages])
-        .await?;
+    let lock = conn.prepare(PUBLISH_LOCK_SQL).await?;
+    let notify = conn.prepare(NOTIFY_SQL).await?;
+    // The whole transaction goes out as one pipeline (each request is sent
+    // when its future is first polled, in this order), so the publish lock
+    // is held for the server's work and the commit's WAL flush only, not for
+    // client round trips. The publishers are acknowledged only if every
+    // step, COMMIT included, succeeded; if one failed, the pipelined COMMIT
+    // ends the aborted transaction as a rollback.
+    let client = &conn.client;
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&PUBLISH_LOCK];
+    let insert_params: [&(dyn ToSql + Sync); 4] = [&topics, &times, &digests, &messages];
+    let notify_params: [&(dyn ToSql + Sync); 1] = [&NOTIFY_CHANNEL];
+    let (_, _, rows, _, _) = futures::try_join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&lock, &lock_params),
+        client.query(&insert, &insert_params),
+        client.execute(&notify, &notify_params),
+        client.batch_execute("COMMIT"),
+    )?;
     let mut inserted: HashSet<EnvelopeKey> = HashSet::with_capacity(rows.len());
-    let mut max_seq = 0i64;
     for row in &rows {
-        let seq: i64 = row.try_get(0)?;
-        max_seq = max_seq.max(seq);
         inserted.insert((row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
     }
-    if !rows.is_empty() {
-        txn.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&NOTIFY_CHANNEL, &max_seq.to_string()],
-        )
-        .await?;
-    }
-    txn.commit().await?;
 
     let mut outcomes = Vec::with_capacity(group.len());
     let mut flags = is_first.into_iter();
