@@ -151,6 +151,18 @@ async fn errors_are_json_with_grpc_gateway_statuses() {
         .post("/key/v1/upload-one-time-keys", &json!({"installationKey": base64_of(&[1; 32]), "oneTimeKeys": [{"key": base64_of(&[2; 32]), "signature": base64_of(&[3; 64])}]}).to_string())
         .await;
     assert_eq!((status, body["code"].clone()), (404, json!(5)));
+    // A message over 1 MiB, and a body over the gateway's limit.
+    let big = base64_of(&vec![0u8; (1 << 20) + 3]);
+    let body =
+        format!(r#"{{"envelopes":[{{"contentTopic":"t","timestampNs":"1","message":"{big}"}}]}}"#);
+    let (status, value) = http.post("/message/v1/publish", &body).await;
+    assert_eq!((status, value["code"].clone()), (400, json!(3)), "{value}");
+    let huge = format!(
+        r#"{{"envelopes":[{{"contentTopic":"t","message":"{}"}}]}}"#,
+        "A".repeat(8 << 20)
+    );
+    let (status, value) = http.post("/message/v1/publish", &huge).await;
+    assert_eq!((status, value["code"].clone()), (400, json!(3)), "{value}");
     // The node keeps serving.
     assert_eq!(
         http.client
