@@ -104,6 +104,16 @@ fn error_response(err: &ApiError) -> Response {
     json_response(http_status(err.code()), body)
 }
 
+/// A routing error in the same JSON shape as every other error.
+fn plain_error(status: StatusCode, code: tonic::Code, message: &str) -> Response {
+    let body = ErrorBody {
+        code: code as i32,
+        message,
+        details: [],
+    };
+    json_response(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
 fn respond<T: Serialize>(result: Result<T, ApiError>) -> Response {
     match result.and_then(|value| {
         serde_json::to_vec(&value)
@@ -260,6 +270,16 @@ pub fn router(
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .fallback(|| async {
+            plain_error(StatusCode::NOT_FOUND, tonic::Code::NotFound, "Not Found")
+        })
+        .method_not_allowed_fallback(|| async {
+            plain_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                tonic::Code::Unimplemented,
+                "Method Not Allowed",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CorsLayer::permissive())
         .with_state(gw)

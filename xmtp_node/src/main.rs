@@ -28,7 +28,7 @@ enum LogFormat {
 }
 
 /// A local XMTP node: XMTP's message API and the pre-key service over gRPC and
-/// a JSON gateway (grpc-gateway conventions), stored in SQLite.
+/// a JSON gateway (grpc-gateway conventions), stored in SQLite or PostgreSQL.
 ///
 /// Rate limits are per client IP, as token buckets: `--*-rate` tokens per
 /// second up to `--*-burst`. A publish costs one token per envelope; a query,

@@ -163,6 +163,17 @@ async fn errors_are_json_with_grpc_gateway_statuses() {
     );
     let (status, value) = http.post("/message/v1/publish", &huge).await;
     assert_eq!((status, value["code"].clone()), (400, json!(3)), "{value}");
+    // Routing errors are JSON too.
+    let (status, value) = http.post("/message/v1/nope", "{}").await;
+    assert_eq!((status, value["code"].clone()), (404, json!(5)));
+    let resp = http
+        .client
+        .get(format!("{}/message/v1/query", http.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], 12);
     // The node keeps serving.
     assert_eq!(
         http.client
