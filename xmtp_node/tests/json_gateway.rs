@@ -337,3 +337,42 @@ async fn health_metrics_and_cors() {
         .headers()
         .contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn a_lagging_json_subscriber_gets_an_error_line() {
+    let node = xmtp_node::Node::start(xmtp_node::NodeConfig {
+        subscriber_buffer: 16,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let http = Http::new(&node);
+    let mut sub = http
+        .stream("/message/v1/subscribe", json!({"contentTopics": ["lag"]}))
+        .await;
+    let mut grpc = common::client(&node).await;
+    // 48 MiB that the subscriber does not read while they are published.
+    for batch in 0..64u64 {
+        let envelopes = (0..12)
+            .map(|i| common::env("lag", batch * 100 + i, vec![1u8; 64 << 10]))
+            .collect();
+        grpc.publish(xmtp_proto::xmtp::message_api::v1::PublishRequest { envelopes })
+            .await
+            .unwrap();
+    }
+    let error = loop {
+        let line = sub
+            .next()
+            .await
+            .expect("the stream ended without an error line");
+        if let Some(error) = line.get("error") {
+            break error.clone();
+        }
+    };
+    assert_eq!(error["code"], 8);
+    assert!(error["message"].as_str().unwrap().contains("lagged"));
+    assert!(
+        sub.next().await.is_none(),
+        "the stream ends after the error"
+    );
+}
