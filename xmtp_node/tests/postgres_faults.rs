@@ -90,7 +90,7 @@ async fn terminated_sessions_under_load_lose_nothing_acknowledged() {
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut refused = 0;
-            for n in 0..250u64 {
+            for n in 0..1000u64 {
                 let e = env(topic, n + 1, format!("p{p}/{n}"));
                 match c
                     .publish(PublishRequest {
@@ -108,12 +108,14 @@ async fn terminated_sessions_under_load_lose_nothing_acknowledged() {
             (acked, refused)
         }));
     }
-    // The outage: every session of the database is ended, five times over,
-    // while the publishers run.
+    // The outage: every session of the database is ended, again and again
+    // (at least three times) for as long as the publishers run.
     let mut terminated = 0;
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(40)).await;
+    let mut rounds = 0;
+    while rounds < 3 || !tasks.iter().all(|t| t.is_finished()) {
         terminated += db.terminate_sessions().await;
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(terminated > 0, "the outage hit the node's sessions");
 
@@ -125,7 +127,8 @@ async fn terminated_sessions_under_load_lose_nothing_acknowledged() {
         refused += r;
     }
     eprintln!(
-        "{} acknowledged, {refused} refused as Unavailable, {terminated} sessions terminated",
+        "{} acknowledged, {refused} refused as Unavailable, \
+         {terminated} sessions terminated in {rounds} rounds",
         acked.len()
     );
 
