@@ -28,6 +28,7 @@ use xmtp_proto::xmtp::{
     v3::message_contents::{InstallationPublicKeyBundle, SignedCurve25519Key, WalletRevocation},
 };
 
+mod page;
 pub mod postgres;
 pub mod sqlite;
 

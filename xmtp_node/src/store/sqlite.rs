@@ -47,8 +47,8 @@ use xmtp_proto::xmtp::{
 
 use super::{
     envelope_digest, ordered_i64, ordered_u64, Claimed, CommitListener, Direction, EnvelopePage,
-    EnvelopeQuery, InstallationRecord, PageCursor, PublishOutcome, RevocationRecord, Store,
-    StoreError, StoredInstallations, DIGEST_LEN,
+    EnvelopeQuery, InstallationRecord, PublishOutcome, RevocationRecord, Store, StoreError,
+    StoredInstallations, DIGEST_LEN,
 };
 
 /// Most publish requests folded into one transaction.
@@ -398,6 +398,8 @@ fn commit_group(
     }
 }
 
+pub(super) use super::page::{assemble_page, Row};
+
 type Inserted = (Vec<PublishOutcome>, Vec<Arc<Envelope>>);
 
 fn insert_all<'a>(
@@ -432,18 +434,6 @@ fn insert_all<'a>(
     }
     txn.commit()?;
     Ok((outcomes, fresh))
-}
-
-/// A row of a page, before conversion.
-pub(super) struct Row {
-    pub(super) envelope: Envelope,
-    pub(super) digest: [u8; DIGEST_LEN],
-}
-
-impl Row {
-    fn order_key(&self) -> (u64, [u8; DIGEST_LEN]) {
-        (self.envelope.timestamp_ns, self.digest)
-    }
 }
 
 fn query_topic(conn: &Connection, topic: &str, q: &EnvelopeQuery) -> Result<Vec<Row>, StoreError> {
@@ -519,43 +509,6 @@ fn query_topic(conn: &Connection, topic: &str, q: &EnvelopeQuery) -> Result<Vec<
         }
     }
     Ok(out)
-}
-
-/// Merges the per-topic results into one page and decides its cursor
-/// (shared with the PostgreSQL store, so both page identically).
-pub(super) fn assemble_page(mut rows: Vec<Row>, q: &EnvelopeQuery, topics: usize) -> EnvelopePage {
-    if topics > 1 {
-        rows.sort_by(|a, b| match q.direction {
-            Direction::Ascending => a.order_key().cmp(&b.order_key()),
-            Direction::Descending => b.order_key().cmp(&a.order_key()),
-        });
-    }
-    let limit = q.limit as usize;
-    let mut full = rows.len() >= limit;
-    rows.truncate(limit);
-    let mut bytes = 0usize;
-    let mut keep = rows.len();
-    for (i, row) in rows.iter().enumerate() {
-        bytes += row.envelope.message.len() + row.envelope.content_topic.len();
-        if bytes > q.max_bytes && i > 0 {
-            keep = i;
-            full = true;
-            break;
-        }
-    }
-    rows.truncate(keep);
-    let next = if full {
-        rows.last().map(|r| PageCursor {
-            sender_time_ns: r.envelope.timestamp_ns,
-            digest: r.digest,
-        })
-    } else {
-        None
-    };
-    EnvelopePage {
-        envelopes: rows.into_iter().map(|r| r.envelope).collect(),
-        next,
-    }
 }
 
 fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, StoreError> {
