@@ -1,1 +1,59 @@
-//! Placeholder: this crate is being built (see the issues).
+//! uniffi bindings of `xmtp_core` for Kotlin, Swift and Python.
+//!
+//! The crate builds a cdylib (Android's `.so`, Python's `ctypes` library)
+//! and a staticlib (iOS); `uniffi-bindgen` generates the foreign code from
+//! the built library (`dev/gen-bindings`). The exported surface:
+//!
+//! - [`create_client`] (async) -> [`FfiClient`]: `send`, `sync`,
+//!   `list_conversations`, `messages`, `stream` (a foreign
+//!   [`FfiMessageCallback`], an [`FfiStreamHandle`] to close), `installations`,
+//!   `revoke`, and the secure channel `encrypt` / `decrypt`.
+//! - [`FfiWalletSigner`]: the app's wallet as a foreign trait, and
+//!   [`FfiLocalWallet`], a local key for tests.
+//! - Records ([`FfiMessage`], [`FfiConversation`], ...) and the typed
+//!   exception [`FfiError`].
+//!
+//! From Python, after `dev/gen-bindings`:
+//!
+//! ```text
+//! import asyncio
+//! from bindings_ffi import create_client, FfiLocalWallet
+//!
+//! async def main():
+//!     alice = await create_client("http://localhost:5556", None, b"", FfiLocalWallet().as_signer())
+//!     bob = await create_client("http://localhost:5556", None, b"", None)
+//!     await alice.send(bob.address(), "gm")
+//!     await bob.sync()
+//!     print(bob.messages(alice.address())[0].text)
+//!
+//! asyncio.run(main())
+//! ```
+//!
+//! The same calls from Rust (the exported functions are plain Rust too):
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), bindings_ffi::FfiError> {
+//! let alice = bindings_ffi::create_client("http://localhost:5556".into(), None, vec![], None).await?;
+//! let bob = bindings_ffi::create_client("http://localhost:5556".into(), None, vec![], None).await?;
+//! alice.send(bob.address(), "gm".into()).await?;
+//! bob.sync().await?;
+//! assert_eq!(bob.messages(alice.address(), None)?[0].text.as_deref(), Some("gm"));
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod records;
+mod signer;
+mod stream;
+
+pub use client::{create_client, FfiClient};
+pub use error::{FfiCallbackError, FfiError, FfiSignerError};
+pub use records::{
+    text_content_type, FfiConversation, FfiInstallation, FfiMessage, FfiPaging, FfiSealed,
+    FfiSyncSummary,
+};
+pub use signer::{recover_signer, FfiLocalWallet, FfiWalletSigner};
+pub use stream::{FfiMessageCallback, FfiStreamHandle};
+
+uniffi::setup_scaffolding!();

@@ -1,0 +1,199 @@
+//! The plain values that cross the FFI boundary.
+//!
+//! Records are copied into the foreign language (Kotlin data classes, Swift
+//! structs, Python dataclasses), so they hold simple owned types only:
+//! strings, byte arrays, integers and options. Times are nanoseconds since
+//! the Unix epoch; ids are lowercase hex; addresses are EIP-55.
+
+use xmtp_core::{
+    ContentType, Conversation, Installation, Message, MessagePage, SealedMessage, SyncSummary,
+};
+
+/// A message of a conversation, as stored on this installation.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FfiMessage {
+    /// Hex of the 16-byte message id (the same on every installation).
+    pub id: String,
+    /// The conversation: for a direct message, the peer's address.
+    pub conversation_id: String,
+    /// The sender's address.
+    pub sender_address: String,
+    /// Hex id of the sending installation.
+    pub sender_installation_id: String,
+    /// Sender's clock.
+    pub sent_ns: u64,
+    /// Local clock when stored.
+    pub received_ns: u64,
+    /// `authority/type:major.minor`, e.g. `xmtp.org/text:1.0`.
+    pub content_type: String,
+    /// The text, when the content type is text.
+    pub text: Option<String>,
+    /// The sender's fallback text for content types a reader does not know.
+    pub fallback: Option<String>,
+    /// The encoded content bytes, for custom content types.
+    pub content: Vec<u8>,
+}
+
+impl From<Message> for FfiMessage {
+    fn from(m: Message) -> Self {
+        Self {
+            content_type: m.content_type(),
+            text: m.text(),
+            fallback: m.content.fallback.clone(),
+            id: m.id,
+            conversation_id: m.conversation_id,
+            sender_address: m.sender_address,
+            sender_installation_id: m.sender_installation_id,
+            sent_ns: m.sent_ns,
+            received_ns: m.received_ns,
+            content: m.content.content,
+        }
+    }
+}
+
+/// A conversation with its newest message.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FfiConversation {
+    /// Its id: for a direct conversation, the peer's address.
+    pub id: String,
+    /// `"dm"` for a direct conversation.
+    pub kind: String,
+    /// The peer's address, for a direct conversation.
+    pub peer_address: Option<String>,
+    /// When this installation first saw it.
+    pub created_ns: u64,
+    /// Sent time of its newest message.
+    pub last_message_ns: u64,
+    /// Its newest message.
+    pub last_message: Option<FfiMessage>,
+}
+
+impl From<Conversation> for FfiConversation {
+    fn from(c: Conversation) -> Self {
+        Self {
+            id: c.id,
+            kind: c.kind,
+            peer_address: c.peer_address,
+            created_ns: c.created_ns,
+            last_message_ns: c.last_message_ns,
+            last_message: c.last_message.map(FfiMessage::from),
+        }
+    }
+}
+
+/// Which page of a conversation's messages to return. Every field has a
+/// default, so `FfiPaging()` is "all of them, oldest first".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct FfiPaging {
+    /// Only messages sent strictly after this time.
+    #[uniffi(default = None)]
+    pub sent_after_ns: Option<u64>,
+    /// Only messages sent strictly before this time.
+    #[uniffi(default = None)]
+    pub sent_before_ns: Option<u64>,
+    /// At most this many.
+    #[uniffi(default = None)]
+    pub limit: Option<u32>,
+    /// Newest first instead of oldest first.
+    #[uniffi(default = false)]
+    pub descending: bool,
+}
+
+impl From<FfiPaging> for MessagePage {
+    fn from(p: FfiPaging) -> Self {
+        Self {
+            sent_after_ns: p.sent_after_ns,
+            sent_before_ns: p.sent_before_ns,
+            limit: p.limit,
+            descending: p.descending,
+        }
+    }
+}
+
+/// An installation of an address, verified by this client.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FfiInstallation {
+    /// Hex of the installation's Ed25519 key.
+    pub id: String,
+    /// The address that owns it.
+    pub address: String,
+    /// When the wallet granted it.
+    pub created_ns: u64,
+    /// Whether it is this client's own installation.
+    pub is_current: bool,
+}
+
+impl From<Installation> for FfiInstallation {
+    fn from(i: Installation) -> Self {
+        Self {
+            id: i.id,
+            address: i.address,
+            created_ns: i.created_ns,
+            is_current: i.is_current,
+        }
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct FfiSyncSummary {
+    /// Envelopes read from the node.
+    pub envelopes: u64,
+    /// New messages stored.
+    pub new_messages: u64,
+    /// Envelopes that could not be decrypted or authenticated (kept aside).
+    pub failed: u64,
+}
+
+impl From<SyncSummary> for FfiSyncSummary {
+    fn from(s: SyncSummary) -> Self {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        Self {
+            envelopes: n(s.envelopes),
+            new_messages: n(s.new_messages),
+            failed: n(s.failed),
+        }
+    }
+}
+
+/// A secure-channel message: send both fields and your address to the peer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FfiSealed {
+    /// The 12-byte nonce.
+    pub nonce: Vec<u8>,
+    /// The ciphertext (header and AES-256-GCM output).
+    pub ciphertext: Vec<u8>,
+}
+
+impl From<SealedMessage> for FfiSealed {
+    fn from(s: SealedMessage) -> Self {
+        Self {
+            nonce: s.nonce.to_vec(),
+            ciphertext: s.ciphertext,
+        }
+    }
+}
+
+/// The content type of plain text, `xmtp.org/text:1.0`.
+#[uniffi::export]
+pub fn text_content_type() -> String {
+    ContentType::text().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paging_is_every_message_oldest_first() {
+        assert_eq!(
+            MessagePage::from(FfiPaging::default()),
+            MessagePage::default()
+        );
+    }
+
+    #[test]
+    fn text_content_type_names_xmtp_text() {
+        assert_eq!(text_content_type(), "xmtp.org/text:1.0");
+    }
+}
