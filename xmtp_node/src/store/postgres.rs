@@ -89,7 +89,7 @@ use xmtp_proto::xmtp::{
 
 use super::{
     envelope_digest, ordered_i64, ordered_u64,
-    sqlite::{assemble_page, Row},
+    page::{assemble_page, Row},
     Claimed, CommitListener, Direction, EnvelopePage, EnvelopeQuery, InstallationRecord,
     PublishOutcome, RevocationRecord, Store, StoreError, StoredInstallations, DIGEST_LEN,
 };
