@@ -618,6 +618,7 @@ impl PostgresStore {
                 wake,
                 stop: stop_rx,
                 options,
+                connected: false,
             }
             .run(),
         );
@@ -828,6 +829,8 @@ struct Follower {
     wake: Arc<Notify>,
     stop: watch::Receiver<()>,
     options: PostgresOptions,
+    /// Whether the current round got a working connection.
+    connected: bool,
 }
 
 /// How a follower's round ended.
@@ -845,6 +848,10 @@ impl Follower {
             match self.follow().await {
                 Round::Stop => break,
                 Round::Reconnect => {}
+            }
+            // A connection that worked starts the backoff over.
+            if std::mem::take(&mut self.connected) {
+                backoff = Duration::from_millis(50);
             }
             tokio::select! {
                 _ = self.stop.changed() => break,
@@ -879,6 +886,7 @@ impl Follower {
                 return Round::Reconnect;
             }
         };
+        self.connected = true;
         tracing::debug!(last = self.last, "follower connected");
         loop {
             // Catch up: everything after `last`, in order.
