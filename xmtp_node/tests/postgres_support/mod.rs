@@ -51,6 +51,14 @@ impl TestDb {
         Some(Self { url, name })
     }
 
+    /// The URL of a database that does not exist yet (a node is to create
+    /// it), dropped like the others at the end; `None` when `XMTP_SKIP_PG=1`.
+    pub async fn missing() -> Option<Self> {
+        let db = Self::new().await?;
+        drop_database(&db.url).await.unwrap();
+        Some(db)
+    }
+
     /// A direct connection to the database, for the test's own SQL.
     pub async fn admin(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
