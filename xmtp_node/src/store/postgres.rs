@@ -254,16 +254,44 @@ fn classify(err: &tokio_postgres::Error) -> (bool, StoreError) {
     let Some(code) = err.code() else {
         // No SQLSTATE: the socket failed, the connection closed, or the
         // protocol broke. The connection cannot be trusted any more.
-        return (true, StoreError::Unavailable(format!("PostgreSQL: {err}")));
+        return (
+            true,
+            StoreError::Unavailable(format!("PostgreSQL: {}", describe(err))),
+        );
     };
     let c = code.code();
     if c.starts_with("08") || c.starts_with("57P") {
-        (true, StoreError::Unavailable(format!("PostgreSQL: {err}")))
+        (
+            true,
+            StoreError::Unavailable(format!("PostgreSQL: {}", describe(err))),
+        )
     } else if c.starts_with("53") || c == "40001" || c == "40P01" {
-        (false, StoreError::Unavailable(format!("PostgreSQL: {err}")))
+        (
+            false,
+            StoreError::Unavailable(format!("PostgreSQL: {}", describe(err))),
+        )
     } else {
-        (false, StoreError::Database(format!("PostgreSQL: {err}")))
+        (
+            false,
+            StoreError::Database(format!("PostgreSQL: {}", describe(err))),
+        )
     }
+}
+
+/// A driver error with its causes ("error connecting to server: Connection
+/// refused (os error 111)").
+fn describe(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn copy_err(err: &StoreError) -> StoreError {
@@ -337,9 +365,9 @@ impl Pool {
         let conn = match reused {
             Some(conn) => conn,
             None => Conn {
-                client: connect(&self.config)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?,
+                client: connect(&self.config).await.map_err(|e| {
+                    StoreError::Unavailable(format!("cannot connect: {}", describe(&e)))
+                })?,
                 statements: HashMap::new(),
             },
         };
@@ -581,9 +609,9 @@ impl PostgresStore {
         let database = config.get_dbname().unwrap_or("postgres").to_owned();
         let setup = async {
             create_if_missing(&config).await?;
-            let mut client = connect(&config)
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+            let mut client = connect(&config).await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect: {}", describe(&e)))
+            })?;
             match migrate(&mut client).await {
                 Ok(()) => {}
                 Err(OpError::Store(e)) => return Err(e),
