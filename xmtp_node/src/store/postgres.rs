@@ -16,10 +16,12 @@
 //!   `PUBLISH_LOCK`, inserts with `INSERT ... ON CONFLICT DO NOTHING
 //!   RETURNING` (duplicates are stored once and reported as duplicates),
 //!   sends `NOTIFY xmtp_envelopes` and commits, all sent as one pipeline so
-//!   that the lock is never held across a client round trip; only when every
-//!   step, COMMIT included, succeeded are the publishers acknowledged. When the commit's outcome is unknown (the connection broke)
-//!   the publisher gets [`StoreError::Unavailable`], never a false
-//!   acknowledgement; retrying is safe because duplicates are ignored.
+//!   that the lock is never held across a client round trip. The publishers
+//!   are acknowledged only when every step, COMMIT included, succeeded. A
+//!   group that fails for want of a connection is retried once on a fresh
+//!   one (safe: duplicates are ignored); after that, or when the commit's
+//!   outcome is unknown because the connection broke, the publishers get
+//!   [`StoreError::Unavailable`], never a false acknowledgement.
 //! - **The global sequence.** Every envelope gets a `BIGSERIAL seq`. Sequence
 //!   values are handed out before commit, so two concurrent transactions could
 //!   make `seq` 11 visible before `seq` 10, and a reader that moved its
@@ -57,16 +59,25 @@
 //!   [`PostgresOptions::op_timeout`], and the pool reconnects by itself when
 //!   it is back.
 //!
-//! Limits: all publishes of the whole network are serialised on one lock,
-//! and the lock is held through each commit's WAL flush, so publish
-//! throughput is bounded by (envelopes per group commit) / (commit latency of
-//! the one PostgreSQL server): a group can only hold what was queued during
-//! the previous commit, and with several nodes each node's groups are
-//! smaller. Removing the lock would need followers that wait out in-flight
-//! sequence gaps (and the permanent gaps duplicates leave), trading delivery
-//! latency for write concurrency; a follower delivers at most
-//! [`FOLLOW_BATCH`] envelopes per round trip; TLS to PostgreSQL is not
-//! supported (use a local socket or a private network).
+//! Limits:
+//! - All publishes of the whole network are serialised on one lock, held
+//!   through each commit's WAL flush, so publish throughput is bounded by
+//!   (envelopes per group commit) / (commit latency of the one PostgreSQL
+//!   server). A group holds what was queued during the previous commit, so
+//!   with a fixed number of clients spread over more nodes each group is
+//!   smaller, and lock hand-overs between nodes cost a wake-up of the waiting
+//!   backend: more nodes add request capacity (TLS, validation, fan-out to
+//!   subscribers), not write throughput. Removing the lock would need
+//!   followers that wait out in-flight sequence gaps (and the permanent gaps
+//!   duplicates leave), trading delivery latency for write concurrency.
+//! - Only nodes may write `envelopes`: a writer that skipped the lock could
+//!   commit sequence values out of order and followers would miss its rows.
+//! - A follower delivers at most [`FOLLOW_BATCH`] envelopes per round trip;
+//!   after a long outage a burst can overflow slow subscribers, who are then
+//!   cut off as lagging (see [`crate::hub`]) and resubscribe.
+//! - A node that cannot reach PostgreSQL at start does not start; once
+//!   running it rides out outages as above. TLS to PostgreSQL is not
+//!   supported (use a local socket or a private network).
 
 use std::{
     collections::{HashMap, HashSet},
