@@ -257,35 +257,40 @@ impl From<StoreError> for OpError {
     }
 }
 
+/// What an error means for the connection and for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Severity {
+    /// The connection is gone or unusable; the caller may retry.
+    Broken,
+    /// The connection is fine; the server is busy or a transaction lost a
+    /// conflict; the caller may retry.
+    Busy,
+    /// The server refused the statement; retrying will not help.
+    Refused,
+}
+
+/// Classifies an SQLSTATE (`None`: no server error, the socket or the
+/// protocol failed). Connection exceptions (08), operator interventions such
+/// as `pg_terminate_backend` or a shutdown (57P) break the connection;
+/// insufficient resources (53), serialisation failures and deadlocks are
+/// transient.
+fn severity(code: Option<&str>) -> Severity {
+    match code {
+        None => Severity::Broken,
+        Some(c) if c.starts_with("08") || c.starts_with("57P") => Severity::Broken,
+        Some(c) if c.starts_with("53") || c == "40001" || c == "40P01" => Severity::Busy,
+        Some(_) => Severity::Refused,
+    }
+}
+
 /// Classifies a driver error: whether the connection is unusable afterwards
-/// and which [`StoreError`] it is. Lost connections, server shutdowns,
-/// refused connections and serialisation conflicts are `Unavailable` (the
-/// request may be retried); anything else the server reports is `Database`.
+/// and which [`StoreError`] it is (`Unavailable` when retrying may help).
 fn classify(err: &tokio_postgres::Error) -> (bool, StoreError) {
-    let Some(code) = err.code() else {
-        // No SQLSTATE: the socket failed, the connection closed, or the
-        // protocol broke. The connection cannot be trusted any more.
-        return (
-            true,
-            StoreError::Unavailable(format!("PostgreSQL: {}", describe(err))),
-        );
-    };
-    let c = code.code();
-    if c.starts_with("08") || c.starts_with("57P") {
-        (
-            true,
-            StoreError::Unavailable(format!("PostgreSQL: {}", describe(err))),
-        )
-    } else if c.starts_with("53") || c == "40001" || c == "40P01" {
-        (
-            false,
-            StoreError::Unavailable(format!("PostgreSQL: {}", describe(err))),
-        )
-    } else {
-        (
-            false,
-            StoreError::Database(format!("PostgreSQL: {}", describe(err))),
-        )
+    let text = format!("PostgreSQL: {}", describe(err));
+    match severity(err.code().map(SqlState::code)) {
+        Severity::Broken => (true, StoreError::Unavailable(text)),
+        Severity::Busy => (false, StoreError::Unavailable(text)),
+        Severity::Refused => (false, StoreError::Database(text)),
     }
 }
 
@@ -1578,6 +1583,21 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn lost_connections_and_overload_are_retryable_and_sql_errors_are_not() {
+        assert_eq!(severity(None), Severity::Broken);
+        assert_eq!(severity(Some("57P01")), Severity::Broken, "admin_shutdown");
+        assert_eq!(severity(Some("08006")), Severity::Broken);
+        assert_eq!(
+            severity(Some("53300")),
+            Severity::Busy,
+            "too_many_connections"
+        );
+        assert_eq!(severity(Some("40001")), Severity::Busy);
+        assert_eq!(severity(Some("23505")), Severity::Refused);
+        assert_eq!(severity(Some("42601")), Severity::Refused);
     }
 
     #[test]
