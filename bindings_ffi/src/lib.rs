@@ -12,6 +12,7 @@
 //!   [`FfiLocalWallet`], a local key for tests.
 //! - Records ([`FfiMessage`], [`FfiConversation`], ...) and the typed
 //!   exception [`FfiError`].
+//! - [`set_logger`]: the library's `tracing` logs to a foreign [`FfiLogger`].
 //!
 //! From Python, after `dev/gen-bindings`:
 //!
@@ -43,12 +44,14 @@
 
 mod client;
 mod error;
+mod logging;
 mod records;
 mod signer;
 mod stream;
 
 pub use client::{create_client, FfiClient};
 pub use error::{FfiCallbackError, FfiError, FfiSignerError};
+pub use logging::{clear_logger, set_logger, FfiLogLevel, FfiLogger};
 pub use records::{
     text_content_type, FfiConversation, FfiInstallation, FfiMessage, FfiPaging, FfiSealed,
     FfiSyncSummary,
