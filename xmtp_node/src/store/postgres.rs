@@ -271,14 +271,17 @@ enum Severity {
 
 /// Classifies an SQLSTATE (`None`: no server error, the socket or the
 /// protocol failed). Connection exceptions (08), operator interventions such
-/// as `pg_terminate_backend` or a shutdown (57P) break the connection;
-/// insufficient resources (53), serialisation failures and deadlocks are
+/// as `pg_terminate_backend` or a shutdown (57P) and the idle-in-transaction
+/// timeout (25P03) break the connection; insufficient resources (53),
+/// serialisation failures, deadlocks and lock timeouts (55P03) are
 /// transient.
 fn severity(code: Option<&str>) -> Severity {
     match code {
         None => Severity::Broken,
-        Some(c) if c.starts_with("08") || c.starts_with("57P") => Severity::Broken,
-        Some(c) if c.starts_with("53") || c == "40001" || c == "40P01" => Severity::Busy,
+        Some(c) if c.starts_with("08") || c.starts_with("57P") || c == "25P03" => Severity::Broken,
+        Some(c) if c.starts_with("53") || matches!(c, "40001" | "40P01" | "55P03") => {
+            Severity::Busy
+        }
         Some(_) => Severity::Refused,
     }
 }
@@ -479,6 +482,13 @@ fn parse_config(url: &str, options: &PostgresOptions) -> Result<Config, StoreErr
         .connect_timeout(options.connect_timeout)
         .keepalives(true)
         .application_name("xmtp-node");
+    // A node that vanished in the middle of a transaction (a half-sent
+    // publish pipeline) must not hold the publish lock until TCP gives up.
+    let mut server_options = config.get_options().unwrap_or_default().to_owned();
+    if !server_options.contains("idle_in_transaction_session_timeout") {
+        server_options.push_str(" -c idle_in_transaction_session_timeout=10000");
+    }
+    config.options(server_options.trim());
     if config.get_dbname().is_none() {
         let user = config.get_user().unwrap_or("postgres").to_owned();
         config.dbname(user);
@@ -831,7 +841,8 @@ async fn commit_group(
     let insert_params: [&(dyn ToSql + Sync); 4] = [&topics, &times, &digests, &messages];
     let notify_params: [&(dyn ToSql + Sync); 1] = [&NOTIFY_CHANNEL];
     let (_, _, rows, _, _) = futures::try_join!(
-        client.batch_execute("BEGIN"),
+        // A publish waits at most 5 s for the lock, then fails Unavailable.
+        client.batch_execute("BEGIN; SET LOCAL lock_timeout = '5s'"),
         client.execute(&lock, &lock_params),
         client.query(&insert, &insert_params),
         client.execute(&notify, &notify_params),
@@ -1492,6 +1503,12 @@ mod tests {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(versions, vec![1]);
+        let timeout: String = client
+            .query_one("SHOW idle_in_transaction_session_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(timeout, "10s", "store sessions cannot sit in a transaction");
         // Opening again changes nothing.
         PostgresStore::open(&url, Arc::new(NoListener))
             .await
@@ -1596,6 +1613,8 @@ mod tests {
             "too_many_connections"
         );
         assert_eq!(severity(Some("40001")), Severity::Busy);
+        assert_eq!(severity(Some("55P03")), Severity::Busy, "lock_timeout");
+        assert_eq!(severity(Some("25P03")), Severity::Broken);
         assert_eq!(severity(Some("23505")), Severity::Refused);
         assert_eq!(severity(Some("42601")), Severity::Refused);
     }
