@@ -2,17 +2,24 @@
 //!
 //! Every fallible export returns [`FfiError`], which uniffi turns into a typed
 //! exception in each language (`FfiException.InvalidAddress` in Kotlin,
-//! `FfiError.InvalidAddress` in Swift and Python), each variant carrying a
-//! human-readable `message`. Variants follow what the caller can do about the
+//! `FfiError.InvalidAddress` in Swift and Python) whose message is the
+//! variant's human-readable text (a flat error: only the text crosses).
+//! Variants follow what the caller can do about the
 //! failure (fix the input, retry later, use another wallet...), not the
 //! internal layer that failed. Foreign callbacks report their own failures
-//! with [`FfiSignerError`] and [`FfiCallbackError`].
+//! with [`FfiSignerError`] and [`FfiCallbackError`], whose field is `reason`:
+//! a field named `message` would clash with Kotlin's `Throwable.message`.
 
 use xmtp_core::{ClientError, SecureChannelError};
 use xmtp_networking::ApiError;
 
 /// Why a call into the library failed.
+///
+/// A flat error: each variant crosses as its message, so the foreign
+/// exception's own message property carries it (a field named `message`
+/// would clash with `Throwable.message` in Kotlin).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
 pub enum FfiError {
     /// An address is not `0x` and 40 hex digits (or has a bad EIP-55 checksum).
     #[error("{message}")]
@@ -64,7 +71,7 @@ pub enum FfiError {
         message: String,
     },
     /// The message was stored but not yet published; the next `sync`
-    /// publishes it.
+    /// publishes it. The message names the message id.
     #[error("{message}")]
     Queued {
         /// Hex id of the queued message.
@@ -152,22 +159,22 @@ impl From<SecureChannelError> for FfiError {
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum FfiSignerError {
     /// The user declined to sign.
-    #[error("the user declined to sign: {message}")]
+    #[error("the user declined to sign: {reason}")]
     Declined {
         /// Why.
-        message: String,
+        reason: String,
     },
     /// The wallet failed to sign.
-    #[error("the wallet failed: {message}")]
+    #[error("the wallet failed: {reason}")]
     Failed {
         /// Why.
-        message: String,
+        reason: String,
     },
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for FfiSignerError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        Self::Failed { message: e.reason }
+        Self::Failed { reason: e.reason }
     }
 }
 
@@ -176,16 +183,16 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for FfiSignerError {
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum FfiCallbackError {
     /// The callback failed.
-    #[error("the callback failed: {message}")]
+    #[error("the callback failed: {reason}")]
     Failed {
         /// Why.
-        message: String,
+        reason: String,
     },
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for FfiCallbackError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        Self::Failed { message: e.reason }
+        Self::Failed { reason: e.reason }
     }
 }
 

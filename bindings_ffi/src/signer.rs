@@ -134,7 +134,7 @@ impl FfiWalletSigner for FfiLocalWallet {
 
     async fn sign_text(&self, text: String) -> Result<Vec<u8>, FfiSignerError> {
         FfiLocalWallet::sign_text(self, text).map_err(|e| FfiSignerError::Failed {
-            message: e.to_string(),
+            reason: e.to_string(),
         })
     }
 }

@@ -3,9 +3,14 @@
 //! A stream is a task on the library's tokio runtime that reads the core's
 //! `MessageStream` and calls [`FfiMessageCallback::on_message`] for each new
 //! message, in storage order. The app keeps the returned [`FfiStreamHandle`]
-//! and calls `close()` to stop it; freeing the handle stops it too, so a
-//! forgotten handle cannot leak a task. After `close()` returns no new
+//! and calls `end()` to stop it; freeing the handle stops it too (Kotlin's
+//! `close()` / `use {}`, Swift's `deinit`, Python's garbage collection), so a
+//! forgotten handle cannot leak a task. After `end()` returns no new
 //! callback starts (one already running finishes).
+//!
+//! The method is `end`, not `close`: every uniffi object in Kotlin already
+//! has an `AutoCloseable.close()` that frees it, and a second `close()` would
+//! not compile.
 //!
 //! A callback that throws is logged and the stream goes on: one bad message
 //! handler must not silence the conversation.
@@ -34,7 +39,7 @@ pub trait FfiMessageCallback: Send + Sync {
     fn on_error(&self, error: FfiError) -> Result<(), FfiCallbackError>;
 }
 
-/// A running stream; `close()` stops it.
+/// A running stream; `end()` stops it.
 #[derive(uniffi::Object)]
 pub struct FfiStreamHandle {
     closed: Arc<AtomicBool>,
@@ -76,7 +81,7 @@ async fn deliver(
 #[uniffi::export]
 impl FfiStreamHandle {
     /// Stops the stream. Safe to call more than once.
-    pub fn close(&self) {
+    pub fn end(&self) {
         self.closed.store(true, Ordering::SeqCst);
         if let Ok(mut task) = self.task.lock() {
             if let Some(task) = task.take() {
@@ -85,7 +90,7 @@ impl FfiStreamHandle {
         }
     }
 
-    /// Whether the stream was closed (or ended with its client).
+    /// Whether the stream was ended (or ended with its client).
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
@@ -93,6 +98,6 @@ impl FfiStreamHandle {
 
 impl Drop for FfiStreamHandle {
     fn drop(&mut self) {
-        self.close();
+        self.end();
     }
 }

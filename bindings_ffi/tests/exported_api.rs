@@ -18,7 +18,7 @@ struct Forward(mpsc::UnboundedSender<FfiMessage>);
 impl FfiMessageCallback for Forward {
     fn on_message(&self, message: FfiMessage) -> Result<(), FfiCallbackError> {
         self.0.send(message).map_err(|e| FfiCallbackError::Failed {
-            message: e.to_string(),
+            reason: e.to_string(),
         })
     }
     fn on_error(&self, error: FfiError) -> Result<(), FfiCallbackError> {
@@ -56,7 +56,7 @@ async fn two_clients_converse_and_a_stream_delivers_until_closed() {
         (streamed.id.as_str(), streamed.text.as_deref()),
         (id.as_str(), Some("gm"))
     );
-    handle.close();
+    handle.end();
     assert!(handle.is_closed());
 
     bob.sync().await.unwrap();

@@ -27,7 +27,7 @@ def test_a_malformed_node_url_is_a_configuration_error():
 
     with pytest.raises(FfiError.InvalidConfiguration) as raised:
         run(scenario())
-    assert "not a url" in raised.value.message
+    assert "not a url" in str(raised.value)
 
 
 def test_a_node_that_does_not_answer_is_a_network_error():
@@ -36,7 +36,7 @@ def test_a_node_that_does_not_answer_is_a_network_error():
 
     with pytest.raises(FfiError.Network) as raised:
         run(scenario())
-    assert raised.value.message
+    assert str(raised.value)
 
 
 def test_sending_to_an_invalid_address_is_an_invalid_address_error(node_url):
@@ -46,7 +46,7 @@ def test_sending_to_an_invalid_address_is_an_invalid_address_error(node_url):
 
     with pytest.raises(FfiError.InvalidAddress) as raised:
         run(scenario())
-    assert "0x1234" in raised.value.message
+    assert "0x1234" in str(raised.value)
     assert isinstance(raised.value, FfiError)
 
 
@@ -57,7 +57,7 @@ def test_sending_to_an_unregistered_address_says_so(node_url):
 
     with pytest.raises(FfiError.PeerNotRegistered) as raised:
         run(scenario())
-    assert "no registered installation" in raised.value.message
+    assert "no registered installation" in str(raised.value)
 
 
 def test_a_database_key_of_the_wrong_length_is_refused(node_url, tmp_path):
@@ -66,7 +66,7 @@ def test_a_database_key_of_the_wrong_length_is_refused(node_url, tmp_path):
 
     with pytest.raises(FfiError.InvalidConfiguration) as raised:
         run(scenario())
-    assert "32 bytes" in raised.value.message
+    assert "32 bytes" in str(raised.value)
 
 
 class DecliningWallet(FfiWalletSigner):
@@ -98,7 +98,7 @@ def test_a_wallet_that_declines_or_signs_for_another_address_is_a_wallet_error(n
 
         with pytest.raises(FfiError.Wallet) as raised:
             run(scenario())
-        assert expected in raised.value.message
+        assert expected in str(raised.value)
 
 
 def test_local_wallets_sign_recoverably_and_reject_bad_keys():

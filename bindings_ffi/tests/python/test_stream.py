@@ -1,10 +1,12 @@
-"""Streams: a Python callback receives new messages; its handle closes it."""
+"""Streams: a Python callback receives new messages; its handle ends it."""
+
+import gc
 
 from bindings_ffi import FfiLocalWallet, create_client
 from conftest import Collector, run
 
 
-def test_a_stream_callback_receives_messages_until_its_handle_is_closed(node_url):
+def test_a_stream_callback_receives_messages_until_its_handle_is_ended(node_url):
     async def scenario():
         alice = await create_client(node_url, None, b"", None)
         bob = await create_client(node_url, None, b"", None)
@@ -18,8 +20,8 @@ def test_a_stream_callback_receives_messages_until_its_handle_is_closed(node_url
         assert received.sender_address == alice.address()
         assert received.conversation_id == alice.address()
 
-        handle.close()
-        handle.close()  # closing twice is harmless
+        handle.end()
+        handle.end()  # ending twice is harmless
         assert handle.is_closed()
 
         # A second stream is the barrier: once it has the next message, the
@@ -28,7 +30,7 @@ def test_a_stream_callback_receives_messages_until_its_handle_is_closed(node_url
         second = await bob.stream(barrier)
         await alice.send(bob.address(), "after close")
         await barrier.next_text("after close")
-        second.close()
+        second.end()
         assert "after close" not in collector.drain_texts()
 
     run(scenario())
@@ -52,7 +54,7 @@ def test_a_conversation_stream_only_delivers_that_conversation(node_url):
         message = await only_carol.next_message()
         assert (message.text, message.sender_address) == ("from carol", carol.address())
         for handle in handles:
-            handle.close()
+            handle.end()
         assert only_carol.drain_texts() == []
 
     run(scenario())
@@ -84,7 +86,7 @@ def test_a_callback_that_throws_does_not_stop_the_stream(node_url):
         assert message.text == "handled"
         assert flaky.calls == 2
         assert not handle.is_closed()
-        handle.close()
+        handle.end()
 
     run(scenario())
 
@@ -98,6 +100,27 @@ def test_messages_sent_by_the_client_itself_appear_in_its_stream(node_url):
         sent = await alice.send(bob.address(), "my own")
         mine = await collector.next_text("my own")
         assert mine.id == sent and mine.sender_address == alice.address()
-        handle.close()
+        handle.end()
+
+    run(scenario())
+
+
+def test_freeing_the_handle_ends_the_stream(node_url):
+    async def scenario():
+        alice = await create_client(node_url, None, b"", None)
+        bob = await create_client(node_url, None, b"", None)
+        dropped = Collector()
+        handle = await bob.stream(dropped)
+        await alice.send(bob.address(), "before")
+        await dropped.next_text("before")
+        del handle
+        gc.collect()
+
+        barrier = Collector()
+        second = await bob.stream(barrier)
+        await alice.send(bob.address(), "after the handle was freed")
+        await barrier.next_text("after the handle was freed")
+        second.end()
+        assert dropped.drain_texts() == []
 
     run(scenario())
