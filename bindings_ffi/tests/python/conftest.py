@@ -12,7 +12,6 @@ import os
 import queue
 import subprocess
 import sys
-import tempfile
 import threading
 
 import pytest
@@ -20,7 +19,10 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 sys.path.insert(0, os.environ.get("XMTP_FFI_PYTHON", os.path.join(ROOT, "bindings_ffi", "out", "python")))
 
-import bindings_ffi  # noqa: E402  (the generated module)
+try:
+    import bindings_ffi  # noqa: E402  (the generated module)
+except ImportError as e:  # pragma: no cover - a setup error, not a test failure
+    raise SystemExit(f"cannot load the generated bindings ({e}); run `dev/gen-bindings python` first")
 
 # Waits on the node and on streamed messages are bounds against a hang, not
 # assertions about speed.
@@ -32,12 +34,12 @@ def _target_dir():
 
 
 @pytest.fixture(scope="session")
-def node_url():
+def node_url(tmp_path_factory):
     """The gRPC URL of a fresh xmtp-node started for this test session."""
     binary = os.environ.get("XMTP_NODE_BIN", os.path.join(_target_dir(), "debug", "xmtp-node"))
     if not os.path.exists(binary):
         pytest.fail(f"no xmtp-node binary at {binary}; run `cargo build -p xmtp_node`")
-    log = tempfile.NamedTemporaryFile(prefix="xmtp-node-", suffix=".log", delete=False)
+    log = open(tmp_path_factory.mktemp("node") / "xmtp-node.log", "w")
     process = subprocess.Popen(
         [binary, "--grpc-port", "0", "--http-port", "0", "--db", ":memory:"],
         stdout=subprocess.PIPE,
