@@ -77,6 +77,13 @@ pub struct FfiClient {
     client: xmtp_core::Client,
 }
 
+impl FfiClient {
+    /// The core client.
+    pub(crate) fn core(&self) -> &xmtp_core::Client {
+        &self.client
+    }
+}
+
 #[uniffi::export(async_runtime = "tokio")]
 impl FfiClient {
     /// The wallet address this installation speaks for (EIP-55).

@@ -98,6 +98,12 @@ pub enum FfiError {
         /// What was wrong.
         message: String,
     },
+    /// A task of the library ended abnormally (a bug: please report it).
+    #[error("{message}")]
+    Internal {
+        /// What was wrong.
+        message: String,
+    },
     /// A secure channel cannot be opened or used (peer not enabled, own
     /// address, unknown or exhausted channel, malformed input).
     #[error("{message}")]

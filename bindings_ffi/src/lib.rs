@@ -12,6 +12,8 @@
 //!   [`FfiLocalWallet`], a local key for tests.
 //! - Records ([`FfiMessage`], [`FfiConversation`], ...) and the typed
 //!   exception [`FfiError`].
+//! - `FfiClient.start_agent` (a foreign [`FfiAgentHandler`] answers each new
+//!   message) -> [`FfiAgentHandle`].
 //! - [`set_logger`]: the library's `tracing` logs to a foreign [`FfiLogger`].
 //!
 //! From Python, after `dev/gen-bindings`:
@@ -42,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+mod agent;
 mod client;
 mod error;
 mod logging;
@@ -49,6 +52,7 @@ mod records;
 mod signer;
 mod stream;
 
+pub use agent::{FfiAgentHandle, FfiAgentHandler};
 pub use client::{create_client, FfiClient};
 pub use error::{FfiCallbackError, FfiError, FfiSignerError};
 pub use logging::{clear_logger, set_logger, FfiLogLevel, FfiLogger};
