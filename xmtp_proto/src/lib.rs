@@ -21,7 +21,15 @@
 //! ```
 
 /// The generated packages, laid out as the proto package names.
-#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 pub mod xmtp {
     /// `xmtp.message_api.*`: the node's message API.
     pub mod message_api {
@@ -41,7 +49,10 @@ pub mod xmtp {
         /// `xmtp.v3.message_contents`: associations and key bundles.
         pub mod message_contents {
             include!(concat!(env!("OUT_DIR"), "/xmtp.v3.message_contents.rs"));
-            include!(concat!(env!("OUT_DIR"), "/xmtp.v3.message_contents.serde.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/xmtp.v3.message_contents.serde.rs"
+            ));
         }
     }
     /// `xmtp.key_api.*`: the node's pre-key service.
@@ -56,7 +67,8 @@ pub mod xmtp {
 
 /// The encoded `FileDescriptorSet` of every proto in this crate (for gRPC
 /// reflection and for tools).
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xmtp_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/xmtp_descriptor.bin"));
 
 pub use prost;
 pub use tonic;
