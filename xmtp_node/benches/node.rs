@@ -274,17 +274,38 @@ fn publish_phase(
         group.finish();
     }
     let total = if quick() { 8_000 } else { 64_000 };
-    for (label, sync, runs) in [
-        ("synchronous=NORMAL (default)", SqliteSync::Normal, 3),
-        ("synchronous=FULL", SqliteSync::Full, 1),
+    // (label, durability, connections the 16 clients use, runs)
+    for (label, sync, connections, runs) in [
+        (
+            "own connection each, synchronous=NORMAL (default)",
+            SqliteSync::Normal,
+            CLIENTS,
+            3,
+        ),
+        (
+            "own connection each, synchronous=FULL",
+            SqliteSync::Full,
+            CLIENTS,
+            1,
+        ),
+        (
+            "sharing one HTTP/2 connection, synchronous=NORMAL",
+            SqliteSync::Normal,
+            1,
+            3,
+        ),
     ] {
-        // A fresh node and database per run; the median of the runs is shown.
+        // A fresh node and database per run, warmed up; the median is shown.
         let mut rates: Vec<f64> = (0..runs)
             .map(|run| {
-                let node = rt.block_on(start(dir, &format!("publish-{sync:?}-{run}.db3"), sync));
-                let pubs = rt.block_on(clients(&node, CLIENTS));
+                let name = format!("publish-{sync:?}-{connections}-{run}.db3");
+                let node = rt.block_on(start(dir, &name, sync));
+                let own = rt.block_on(clients(&node, connections));
+                let pubs: Vec<Client> = (0..CLIENTS).map(|i| own[i % own.len()].clone()).collect();
+                // Warm the connections and the database up, as criterion does.
+                rt.block_on(publish_load(&pubs, total / 8));
                 let elapsed = rt.block_on(publish_load(&pubs, total));
-                drop(pubs);
+                drop((own, pubs));
                 rt.block_on(node.shutdown());
                 total as f64 / elapsed.as_secs_f64()
             })
