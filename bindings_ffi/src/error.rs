@@ -137,6 +137,8 @@ impl From<ClientError> for FfiError {
             },
             ClientError::Content(_) | ClientError::Payload(_) => Self::Content { message },
             ClientError::Crypto(_) => Self::Crypto { message },
+            // Group errors (invalid or unknown group id, not a member, not an admin).
+            ClientError::Group(_) => Self::InvalidConfiguration { message },
         }
     }
 }

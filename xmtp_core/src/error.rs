@@ -60,6 +60,9 @@ pub enum ClientError {
     /// Content could not be encoded or decoded.
     #[error(transparent)]
     Content(#[from] ContentError),
+    /// A group operation was refused.
+    #[error(transparent)]
+    Group(#[from] crate::groups::GroupError),
     /// A stored or received payload is malformed.
     #[error(transparent)]
     Payload(#[from] PayloadError),

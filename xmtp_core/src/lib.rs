@@ -29,6 +29,7 @@ pub mod content;
 mod conversations;
 mod error;
 mod fanout;
+pub mod groups;
 mod installation;
 pub mod messages;
 mod outbox;
@@ -48,6 +49,9 @@ pub use contacts::Installation;
 pub use content::{ContentError, ContentType};
 pub use conversations::Conversation;
 pub use error::ClientError;
+pub use groups::{
+    group_topic, Group, GroupError, GroupMessageStream, GroupRotation, GroupSyncSummary,
+};
 pub use messages::Message;
 pub use secure_channel::{SealedMessage, SecureChannelError};
 pub use storage::{DatabaseKey, MessagePage};

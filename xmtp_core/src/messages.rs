@@ -79,6 +79,8 @@ pub struct DirectMessage {
 pub enum InstallationPayload {
     /// A direct message.
     Direct(DirectMessage),
+    /// A group payload (issue 5): membership log, key share or key request.
+    Group(crate::groups::GroupOlm),
 }
 
 impl InstallationPayload {
@@ -86,6 +88,7 @@ impl InstallationPayload {
     pub fn sender_address(&self) -> Address {
         match self {
             Self::Direct(d) => d.sender_address,
+            Self::Group(g) => g.sender_address,
         }
     }
 
@@ -93,6 +96,7 @@ impl InstallationPayload {
     pub fn recipient_installation_key(&self) -> &[u8] {
         match self {
             Self::Direct(d) => &d.recipient_installation_key,
+            Self::Group(g) => &g.recipient_installation_key,
         }
     }
 }
@@ -143,6 +147,11 @@ pub(crate) fn decode_payload(bytes: &[u8]) -> Result<InstallationPayload, Payloa
                 content: d.content.ok_or(PayloadError::MissingContent)?,
             }))
         }
+        Some(Payload::Group(payload)) => Ok(InstallationPayload::Group(crate::groups::GroupOlm {
+            sender_address,
+            recipient_installation_key: m.recipient_installation_key,
+            payload,
+        })),
         None => Err(PayloadError::UnsupportedPayload),
     }
 }

@@ -195,6 +195,11 @@ pub(crate) fn accept(
         InstallationPayload::Direct(direct) => {
             store_direct(tx, me.address, a.sender.installation_id(), direct, now)?
         }
+        InstallationPayload::Group(group) => {
+            let sender = a.sender.installation_id();
+            crate::groups::queue_payload(tx, &sender, &a.address, &group.payload, now)?;
+            Ok(None)
+        }
     };
     let result = match received {
         Err(reason) => return failed(reason, new_session),
@@ -252,6 +257,9 @@ impl Client {
                 tracing::warn!(error = %e, "could not top up one-time keys");
             }
         }
+        let groups = self.sync_groups().await?;
+        summary.new_messages += groups.new_messages;
+        summary.failed += groups.failed;
         Ok(summary)
     }
 

@@ -20,6 +20,7 @@
 //! tear one, and the node still holds the envelopes to process again.
 
 pub mod encrypted;
+mod groups;
 pub(crate) mod schema;
 
 use std::{path::Path, sync::Mutex};
@@ -29,6 +30,7 @@ use zeroize::Zeroizing;
 
 use encrypted::ColumnCipher;
 pub use encrypted::{DatabaseKey, SealError};
+pub use groups::{BoundSession, GroupInboxRecord, OutboundGroupRecord, PendingGroupMessage};
 
 /// What went wrong in local storage.
 #[derive(Debug, thiserror::Error)]

@@ -91,6 +91,57 @@ const MIGRATIONS: &[&str] = &[
         processed_ns INTEGER NOT NULL
     );
     "#,
+    // v2: groups (issue 5).
+    r#"
+    CREATE TABLE groups (
+        id BLOB PRIMARY KEY,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE TABLE group_log (
+        group_id BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        change_sealed BLOB NOT NULL,
+        PRIMARY KEY (group_id, hash)
+    );
+    CREATE TABLE group_outbound (
+        group_id BLOB PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        session_sealed BLOB NOT NULL,
+        created_ns INTEGER NOT NULL,
+        sent INTEGER NOT NULL,
+        rotate INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE group_shared (
+        group_id BLOB NOT NULL,
+        session_id TEXT NOT NULL,
+        installation BLOB NOT NULL,
+        key_sealed BLOB NOT NULL,
+        PRIMARY KEY (group_id, session_id, installation)
+    );
+    CREATE TABLE group_inbound (
+        group_id BLOB NOT NULL,
+        sender_installation BLOB NOT NULL,
+        session_id TEXT NOT NULL,
+        sender_address TEXT NOT NULL,
+        session_sealed BLOB NOT NULL,
+        PRIMARY KEY (group_id, sender_installation, session_id)
+    );
+    CREATE TABLE group_pending (
+        digest BLOB PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        sender_installation BLOB NOT NULL,
+        session_id TEXT NOT NULL,
+        envelope BLOB NOT NULL,
+        received_ns INTEGER NOT NULL
+    );
+    CREATE TABLE group_inbox (
+        id BLOB PRIMARY KEY,
+        sender_address TEXT NOT NULL,
+        sender_installation BLOB NOT NULL,
+        payload_sealed BLOB NOT NULL,
+        received_ns INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this library writes.
