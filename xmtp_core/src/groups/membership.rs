@@ -161,7 +161,7 @@ pub(crate) fn fold(id: &[u8; 32], changes: &[VerifiedChange]) -> Option<GroupSta
         .filter(|c| c.change.group_id == id.as_slice())
         .filter(|c| !matches!(c.change.kind, Some(Kind::Create(_))))
         .collect();
-    rest.sort_by(|a, b| (a.change.base_version, a.hash).cmp(&(b.change.base_version, b.hash)));
+    rest.sort_by_key(|a| (a.change.base_version, a.hash));
     rest.dedup_by(|a, b| a.hash == b.hash);
     for c in rest {
         let signer = c.signer;

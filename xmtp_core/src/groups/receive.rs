@@ -30,7 +30,7 @@ use xmtp_proto::xmtp::{
     },
 };
 
-use super::{group_topic, load_state, membership, send::olm_plaintext, KIND_GROUP};
+use super::{group_topic, load_state, membership, send::olm_plaintext, stored_log, KIND_GROUP};
 use crate::{
     error::ClientError,
     storage::{
@@ -431,7 +431,13 @@ impl Client {
                     fresh.push(v);
                 }
                 let me = inner.address;
-                inner.storage.transaction(|tx| {
+                let theirs: BTreeSet<Vec<u8>> = log
+                    .changes
+                    .iter()
+                    .filter_map(|c| membership::verify(c).ok())
+                    .map(|v| v.hash.to_vec())
+                    .collect();
+                let gossip_to = inner.storage.transaction(|tx| {
                     let before = load_state(tx, &id)?;
                     for v in &fresh {
                         tx.insert_group_change(&id, &v.hash, &v.signed.encode_to_vec())?;
@@ -448,8 +454,30 @@ impl Client {
                             tx.mark_group_rotation(&id)?;
                         }
                     }
-                    Ok::<_, ClientError>(())
+                    // The sender lacked changes held here while sending new
+                    // ones: concurrent changes. Send the merged log on.
+                    let mine = stored_log(tx, &id)?;
+                    let sender_lacks = mine
+                        .iter()
+                        .filter_map(|c| membership::verify(c).ok())
+                        .any(|v| !theirs.contains(v.hash.as_slice()));
+                    let gossip = !fresh.is_empty() && sender_lacks;
+                    Ok::<_, ClientError>(match (gossip, after) {
+                        (true, Some(after)) => {
+                            let mut to = after.members.clone();
+                            if let Some(b) = before {
+                                to.extend(b.members);
+                            }
+                            Some(to)
+                        }
+                        _ => None,
+                    })
                 })?;
+                if let Some(to) = gossip_to {
+                    if let Err(e) = self.resend_log(&id, to).await {
+                        tracing::warn!(error = %e, "could not pass a merged group log on");
+                    }
+                }
                 Ok(false)
             }
             Some(group_payload::Kind::KeyShare(share)) => {

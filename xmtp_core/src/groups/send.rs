@@ -245,6 +245,34 @@ impl Client {
         Ok(())
     }
 
+    /// Sends this installation's whole log of a group to every installation
+    /// of `to` (gossip: used when a received log lacked changes held here,
+    /// so that concurrent changes reach every member).
+    pub(crate) async fn resend_log(
+        &self,
+        id: &[u8; 32],
+        to: BTreeSet<Address>,
+    ) -> Result<(), ClientError> {
+        let me = self.inner.address;
+        let to: Vec<Address> = to.into_iter().filter(|a| *a != me).collect();
+        let recipients = self.recipients(&to).await?;
+        let log = self.inner.storage.transaction(|tx| stored_log(tx, id))?;
+        let payload = GroupPayload {
+            group_id: id.to_vec(),
+            kind: Some(group_payload::Kind::Log(GroupLog { changes: log })),
+        };
+        let (_, published) = self
+            .fan_out(
+                &recipients,
+                None,
+                |r| olm_plaintext(me, r, &payload),
+                |_| Ok(()),
+            )
+            .await?;
+        published?;
+        Ok(())
+    }
+
     /// Sends a text message to a group.
     pub async fn send_group_text(
         &self,
