@@ -275,3 +275,47 @@ async fn a_group_stream_yields_new_messages() {
     assert_eq!(m.text().as_deref(), Some("streamed"));
     assert_eq!(m.conversation_id, group);
 }
+
+#[tokio::test]
+async fn the_outbound_session_rotates_after_the_configured_number_of_messages() {
+    use prost::Message as _;
+    use xmtp_core::GroupRotation;
+    use xmtp_proto::xmtp::{message_api::v1::SortDirection, v3::message_contents::GroupEnvelope};
+
+    let node = start_node().await;
+    let (alice, bob) = (LocalWallet::random(), LocalWallet::random());
+    let a = client(&node, &alice).await;
+    let b = client(&node, &bob).await;
+    a.set_group_rotation(GroupRotation {
+        max_messages: 2,
+        max_age: Duration::from_secs(3600),
+    })
+    .unwrap();
+    assert_eq!(a.group_rotation().unwrap().max_messages, 2);
+    let group = a.create_group(&[&b.address()], "g").await.unwrap();
+    b.sync().await.unwrap();
+    for text in ["1", "2", "3", "4", "5"] {
+        a.send_group_text(&group, text).await.unwrap();
+    }
+    b.sync().await.unwrap();
+    assert_eq!(group_texts(&b, &group), ["1", "2", "3", "4", "5"]);
+    let id: [u8; 32] = hex::decode(&group).unwrap().try_into().unwrap();
+    let envelopes = a
+        .api()
+        .query_all(&xmtp_core::group_topic(&id), 0, 0, SortDirection::Ascending)
+        .await
+        .unwrap();
+    let sessions: Vec<String> = envelopes
+        .iter()
+        .map(|e| {
+            GroupEnvelope::decode(e.message.as_slice())
+                .unwrap()
+                .session_id
+        })
+        .collect();
+    assert_eq!(sessions.len(), 5);
+    assert_eq!(sessions[0], sessions[1]);
+    assert_ne!(sessions[1], sessions[2]);
+    assert_eq!(sessions[2], sessions[3]);
+    assert_ne!(sessions[3], sessions[4]);
+}

@@ -16,7 +16,11 @@
 //! ```
 //!
 //! Replays: an envelope seen before (by digest) is skipped, and a message id
-//! is stored once.
+//! is stored once. A message is refused when its sender is no longer a
+//! member when it is read (so a removed member's session, still held by the
+//! others, cannot be used to speak in the group; the price is that messages
+//! a member sent just before its removal and read after it are refused), or
+//! when the sending installation is known to be revoked.
 
 use std::collections::BTreeSet;
 
@@ -97,6 +101,29 @@ fn open_envelope(
     else {
         return Ok(Outcome::Pending);
     };
+    // The sender must still be a member, and its installation not revoked
+    // (as far as the verified contacts stored here know).
+    let Ok(id) = <[u8; 32]>::try_from(env.group_id.as_slice()) else {
+        return Ok(Outcome::Failed("malformed group id".into()));
+    };
+    let member = load_state(tx, &id)?.is_some_and(|s| {
+        bound_address
+            .parse::<Address>()
+            .is_ok_and(|a| s.members.contains(&a))
+    });
+    if !member {
+        return Ok(Outcome::Failed(
+            "group message from an address that is not a member".into(),
+        ));
+    }
+    if tx
+        .installation(&env.sender_installation_key)?
+        .is_some_and(|i| i.revoked_ns.is_some())
+    {
+        return Ok(Outcome::Failed(
+            "group message from a revoked installation".into(),
+        ));
+    }
     let mut session = InboundGroupSession::from_pickle(&pickle, pickle_key)
         .map_err(|e| ClientError::Crypto(format!("stored group session: {e}")))?;
     let decrypted = match session.decrypt(&env.ciphertext) {
