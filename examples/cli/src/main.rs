@@ -8,6 +8,7 @@
 
 mod config;
 mod errors;
+mod group;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
@@ -63,7 +64,7 @@ enum Command {
     List,
     /// A conversation's messages, oldest first (after a sync).
     Messages {
-        /// The peer's address.
+        /// The peer's address, or a group id.
         address: String,
     },
     /// Print new messages as they arrive, until interrupted (Ctrl-C).
@@ -77,6 +78,11 @@ enum Command {
     Revoke {
         /// The installation id (64 hex digits), as `xmtp installations` prints it.
         installation_id: String,
+    },
+    /// Group conversations: create, add, remove, send, list.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
     },
 }
 
@@ -306,6 +312,7 @@ async fn run(cli: &Cli, out: Output) -> Result<()> {
                 || format!("revoked installation {}", installation_id.trim()),
             );
         }
+        Command::Group { command } => group::run(&client, out, command).await?,
     }
     Ok(())
 }
