@@ -119,17 +119,15 @@ impl MessageContext {
         &self.client
     }
 
-    /// Replies with text in the same conversation.
+    /// Replies with text in the same conversation (direct or group).
     pub async fn reply(&self, text: &str) -> Result<Message, ClientError> {
-        self.client
-            .send_text(&self.message.conversation_id, text)
-            .await
+        self.reply_content(crate::content::encode_text(text)).await
     }
 
-    /// Replies with any content in the same conversation.
+    /// Replies with any content in the same conversation (direct or group).
     pub async fn reply_content(&self, content: EncodedContent) -> Result<Message, ClientError> {
         self.client
-            .send(&self.message.conversation_id, content)
+            .send_to_conversation(&self.message.conversation_id, content)
             .await
     }
 }

@@ -171,7 +171,18 @@ async fn follow_once(weak: &Weak<Inner>) -> Connection {
         return Connection::ClientGone;
     };
     let client = Client { inner };
-    let mut envelopes = match client.inner.api.subscribe(vec![client.inbox_topic()]).await {
+    // The inbox and every group topic (a new group makes it resubscribe).
+    let inbox = client.inbox_topic();
+    let groups = match client.group_topics() {
+        Ok(groups) => groups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list group topics; retrying");
+            return Connection::Failed;
+        }
+    };
+    let mut topics = vec![inbox.clone()];
+    topics.extend(groups.iter().cloned());
+    let mut envelopes = match client.inner.api.subscribe(topics).await {
         Ok(envelopes) => envelopes,
         Err(e) => {
             tracing::warn!(error = %e, "subscribe failed; retrying");
@@ -194,11 +205,25 @@ async fn follow_once(weak: &Weak<Inner>) -> Connection {
         match item {
             Ok(envelope) => {
                 delivered = true;
-                if let Err(e) = client.process_envelope(envelope).await {
+                let processed = if envelope.content_topic == inbox {
+                    client.process_envelope(envelope).await.map(|_| ())
+                } else {
+                    client.process_group_envelope(envelope).await.map(|_| ())
+                };
+                if let Err(e) = processed {
                     // A local or network failure (not a hostile envelope): the
                     // catch-up sync after resubscribing retries it.
                     tracing::warn!(error = %e, "could not process a streamed envelope; resubscribing");
                     break;
+                }
+                match client.apply_group_updates(&groups).await {
+                    Ok(false) => {}
+                    // A new group: resubscribe with its topic.
+                    Ok(true) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not apply group updates; resubscribing");
+                        break;
+                    }
                 }
             }
             Err(e) => {

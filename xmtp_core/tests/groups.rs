@@ -319,3 +319,33 @@ async fn the_outbound_session_rotates_after_the_configured_number_of_messages() 
     assert_eq!(sessions[2], sessions[3]);
     assert_ne!(sessions[3], sessions[4]);
 }
+
+#[tokio::test]
+async fn an_agent_answers_in_the_group_and_the_all_messages_stream_shows_both() {
+    use xmtp_core::agent::{Agent, HandlerError, MessageContext};
+
+    async fn pong(ctx: MessageContext) -> Result<(), HandlerError> {
+        let text = ctx.text().unwrap_or_default();
+        ctx.reply(&format!("pong: {text}")).await?;
+        Ok(())
+    }
+
+    let node = start_node().await;
+    let (alice, bot) = (LocalWallet::random(), LocalWallet::random());
+    let a = client(&node, &alice).await;
+    let agent = Agent::from_client(client(&node, &bot).await);
+    let bot_address = agent.address();
+    let running = agent.start(pong).await.unwrap();
+    let group = a.create_group(&[&bot_address], "with a bot").await.unwrap();
+    let mut all = a.stream_messages().await.unwrap();
+    // The agent's follower learns the group from its inbox, resubscribes
+    // with the group's topic and catches up, whenever "ping" arrives.
+    a.send_group_text(&group, "ping").await.unwrap();
+    let first = next(&mut all).await;
+    assert_eq!(first.text().as_deref(), Some("ping"));
+    let second = next(&mut all).await;
+    assert_eq!(second.text().as_deref(), Some("pong: ping"));
+    assert_eq!(second.conversation_id, group);
+    assert_eq!(second.sender_address, bot_address);
+    running.stop().await.unwrap();
+}

@@ -183,6 +183,31 @@ impl Client {
         Ok(summary)
     }
 
+    /// The topics of every known group.
+    pub(crate) fn group_topics(&self) -> Result<Vec<String>, ClientError> {
+        let ids = self.inner.storage.transaction(|tx| tx.group_ids())?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| <[u8; 32]>::try_from(id.as_slice()).ok())
+            .map(|id| group_topic(&id))
+            .collect())
+    }
+
+    /// For the follower, after each streamed envelope: applies queued group
+    /// payloads and decrypts messages whose key came. Returns whether the
+    /// set of group topics differs from `followed`.
+    pub(crate) async fn apply_group_updates(
+        &self,
+        followed: &[String],
+    ) -> Result<bool, ClientError> {
+        let queued = self.inner.storage.transaction(|tx| tx.group_inbox())?;
+        if !queued.is_empty() {
+            self.apply_group_inbox().await?;
+            self.retry_pending()?;
+        }
+        Ok(self.group_topics()? != followed)
+    }
+
     /// Pulls every known group's topic (not the inbox): messages whose key
     /// is missing are kept, and their keys requested.
     pub async fn sync_group_topics(&self) -> Result<GroupSyncSummary, ClientError> {

@@ -9,7 +9,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use prost::Message as _;
 use xmtp_cryptography::{
     megolm::GroupSessionKey, Address, InstallationId, OutboundGroupSession, VerifiedInstallation,
@@ -273,6 +273,19 @@ impl Client {
         Ok(())
     }
 
+    /// Sends content to a conversation: a group (by its id) or a peer (by
+    /// its address).
+    pub async fn send_to_conversation(
+        &self,
+        conversation_id: &str,
+        content: EncodedContent,
+    ) -> Result<Message, ClientError> {
+        match parse_group_id(conversation_id) {
+            Ok(_) => self.send_group(conversation_id, content).await,
+            Err(_) => self.send(conversation_id, content).await,
+        }
+    }
+
     /// Sends a text message to a group.
     pub async fn send_group_text(
         &self,
@@ -492,56 +505,24 @@ impl Client {
         Ok(())
     }
 
-    /// New messages of one group, from now on. While the stream lives, a
-    /// task follows the group's topic (and syncs the inbox when a message
-    /// arrives before its key).
+    /// New messages of one group, from now on (the client's follower
+    /// follows the group topics beside the inbox).
     pub async fn stream_group(&self, group_id: &str) -> Result<GroupMessageStream, ClientError> {
         let id = parse_group_id(group_id)?;
         let _ = self.group_state(&id)?;
         let messages = self.stream_conversation(&hex::encode(id)).await?;
-        let mut envelopes = self.inner.api.subscribe(vec![group_topic(&id)]).await?;
-        let weak = std::sync::Arc::downgrade(&self.inner);
-        let follower = tokio::spawn(async move {
-            while let Some(envelope) = envelopes.next().await {
-                let Some(inner) = weak.upgrade() else { return };
-                let client = Client { inner };
-                let Ok(envelope) = envelope else {
-                    if let Err(e) = client.sync_groups().await {
-                        tracing::warn!(error = %e, "group sync failed");
-                    }
-                    continue;
-                };
-                match client.process_group_envelope(envelope).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        if let Err(e) = client.sync().await {
-                            tracing::warn!(error = %e, "sync for a missing group key failed");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "group envelope not processed"),
-                }
-            }
-        });
-        Ok(GroupMessageStream { messages, follower })
+        Ok(GroupMessageStream { messages })
     }
 }
 
-/// New messages of one group (see [`Client::stream_group`]); stops
-/// following the group's topic when dropped.
+/// New messages of one group (see [`Client::stream_group`]).
 pub struct GroupMessageStream {
     messages: MessageStream,
-    follower: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for GroupMessageStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupMessageStream").finish_non_exhaustive()
-    }
-}
-
-impl Drop for GroupMessageStream {
-    fn drop(&mut self) {
-        self.follower.abort();
     }
 }
 
