@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use xmtp_core::{Client, ClientError, DatabaseKey, GroupError, LocalWallet, MessagePage};
+use xmtp_proto::xmtp::message_api::v1::SortDirection;
 
 /// The texts of a group, oldest first.
 fn group_texts(client: &Client, group: &str) -> Vec<String> {
@@ -180,8 +181,18 @@ async fn a_message_that_arrives_before_its_key_is_decrypted_when_the_key_comes()
     let summary = b.sync_group_topics().await.unwrap();
     assert_eq!(summary.pending, 1);
     assert!(group_texts(&b, &group).is_empty());
-    // The key request reaches Alice, who shares the key again (idempotent).
+    // The key request reaches Alice, who shares the key again: one more
+    // envelope on Bob's inbox (applying it twice is harmless).
+    let inbox_len = || async {
+        b.api()
+            .query_all(&b.inbox_topic(), 0, 0, SortDirection::Ascending)
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = inbox_len().await;
     a.sync().await.unwrap();
+    assert_eq!(inbox_len().await, before + 1);
     let summary = b.sync().await.unwrap();
     assert_eq!(summary.new_messages, 1);
     assert_eq!(group_texts(&b, &group), ["early"]);
@@ -280,7 +291,7 @@ async fn a_group_stream_yields_new_messages() {
 async fn the_outbound_session_rotates_after_the_configured_number_of_messages() {
     use prost::Message as _;
     use xmtp_core::GroupRotation;
-    use xmtp_proto::xmtp::{message_api::v1::SortDirection, v3::message_contents::GroupEnvelope};
+    use xmtp_proto::xmtp::v3::message_contents::GroupEnvelope;
 
     let node = start_node().await;
     let (alice, bob) = (LocalWallet::random(), LocalWallet::random());

@@ -1,11 +1,13 @@
 //! The sending side of groups: membership changes (signed, sent as the
 //! whole log over Olm), key shares, and messages (Megolm, once, on the
-//! group's topic). A process-wide lock serialises group sends, so that a
-//! session key is shared before the message it protects is queued.
+//! group's topic). A lock per (installation, group) serialises the sends of
+//! one installation to one group, so that a session key is shared before
+//! the message it protects is queued and a rotation happens once.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -38,8 +40,21 @@ use crate::{
     Client,
 };
 
-/// Serialises group sends (share the key, then queue the message).
-static GROUP_SEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One lock per (installation, group): serialises sends (share the key,
+/// then queue the message).
+type SendLocks = HashMap<([u8; 32], [u8; 32]), Arc<tokio::sync::Mutex<()>>>;
+static GROUP_SEND: std::sync::Mutex<Option<SendLocks>> = std::sync::Mutex::new(None);
+
+fn send_lock(installation: &InstallationId, group: &[u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = GROUP_SEND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    locks
+        .get_or_insert_with(HashMap::new)
+        .entry((*installation.as_bytes(), *group))
+        .or_default()
+        .clone()
+}
 
 /// The Olm plaintext of a group payload for one installation.
 pub(crate) fn olm_plaintext(
@@ -312,7 +327,8 @@ impl Client {
         }
         let others: Vec<Address> = state.members.iter().copied().filter(|m| *m != me).collect();
         let recipients = self.recipients(&others).await?;
-        let _serial = GROUP_SEND.lock().await;
+        let lock = send_lock(&self.inner.installation_id, &id);
+        let _serial = lock.lock().await;
         let session_id = self.share_session(&id, &recipients).await?;
         let message_id: [u8; 16] = rand::random();
         let now = now_ns();
