@@ -360,3 +360,54 @@ async fn an_agent_answers_in_the_group_and_the_all_messages_stream_shows_both() 
     assert_eq!(second.sender_address, bot_address);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn garbage_and_tampered_group_envelopes_are_refused_without_stopping_the_sync() {
+    use prost::Message as _;
+    use xmtp_proto::xmtp::{message_api::v1::Envelope, v3::message_contents::GroupEnvelope};
+
+    let node = start_node().await;
+    let (alice, bob) = (LocalWallet::random(), LocalWallet::random());
+    let a = client(&node, &alice).await;
+    let b = client(&node, &bob).await;
+    let group = a.create_group(&[&b.address()], "g").await.unwrap();
+    b.sync().await.unwrap();
+    a.send_group_text(&group, "real").await.unwrap();
+    let id: [u8; 32] = hex::decode(&group).unwrap().try_into().unwrap();
+    let topic = xmtp_core::group_topic(&id);
+    let real = a
+        .api()
+        .query_all(&topic, 0, 0, SortDirection::Ascending)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut tampered = GroupEnvelope::decode(real.message.as_slice()).unwrap();
+    let last = tampered.ciphertext.len() - 1;
+    tampered.ciphertext[last] ^= 1;
+    let now = real.timestamp_ns + 1;
+    a.api()
+        .publish(vec![
+            Envelope {
+                content_topic: topic.clone(),
+                timestamp_ns: now,
+                message: b"garbage".to_vec(),
+            },
+            Envelope {
+                content_topic: topic.clone(),
+                timestamp_ns: now + 1,
+                message: tampered.encode_to_vec(),
+            },
+            // A replay of the real envelope under another timestamp.
+            Envelope {
+                content_topic: topic,
+                timestamp_ns: now + 2,
+                message: real.message.clone(),
+            },
+        ])
+        .await
+        .unwrap();
+    let summary = b.sync().await.unwrap();
+    assert_eq!(summary.new_messages, 1);
+    assert_eq!(summary.failed, 2);
+    assert_eq!(group_texts(&b, &group), ["real"]);
+}
