@@ -396,3 +396,70 @@ impl StorageTx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{DatabaseKey, Storage};
+
+    #[test]
+    fn group_rows_round_trip_and_a_sealed_value_opens_only_in_its_own_row() {
+        let storage = Storage::in_memory(&DatabaseKey::random()).unwrap();
+        storage
+            .transaction(|tx| {
+                tx.insert_group(&[1; 32], 5)?;
+                assert!(tx.insert_group_change(&[1; 32], &[9; 32], b"signed")?);
+                assert!(!tx.insert_group_change(&[1; 32], &[9; 32], b"signed")?);
+                assert_eq!(tx.group_changes(&[1; 32])?, vec![b"signed".to_vec()]);
+                tx.save_inbound_group_session(&[1; 32], &[2; 32], "s", "0xabc", b"pickle")?;
+                let (address, pickle) = tx.inbound_group_session(&[1; 32], &[2; 32], "s")?.unwrap();
+                assert_eq!(
+                    (address.as_str(), pickle.as_slice()),
+                    ("0xabc", &b"pickle"[..])
+                );
+                // Move the sealed session to another group's row: it no longer opens.
+                tx.tx.execute(
+                    "UPDATE group_inbound SET group_id = ?1 WHERE group_id = ?2",
+                    params![vec![3u8; 32], vec![1u8; 32]],
+                )?;
+                assert!(matches!(
+                    tx.inbound_group_session(&[3; 32], &[2; 32], "s"),
+                    Err(StorageError::Sealed(_))
+                ));
+                Ok::<_, StorageError>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_outbound_session_is_replaced_and_marked_for_rotation() {
+        let storage = Storage::in_memory(&DatabaseKey::random()).unwrap();
+        storage
+            .transaction(|tx| {
+                let record = |id: &str, sent| OutboundGroupRecord {
+                    session_id: id.into(),
+                    pickle: Zeroizing::new(b"p".to_vec()),
+                    created_ns: 1,
+                    sent,
+                    rotate: false,
+                };
+                tx.save_outbound_group_session(&[1; 32], &record("a", 0))?;
+                tx.save_outbound_group_session(&[1; 32], &record("b", 3))?;
+                tx.mark_group_rotation(&[1; 32])?;
+                let r = tx.outbound_group_session(&[1; 32])?.unwrap();
+                assert_eq!((r.session_id.as_str(), r.sent, r.rotate), ("b", 3, true));
+                tx.record_group_share(&[1; 32], "b", &[4; 32], b"key")?;
+                assert_eq!(
+                    tx.group_share(&[1; 32], "b", &[4; 32])?.unwrap().as_slice(),
+                    b"key"
+                );
+                assert_eq!(
+                    tx.group_shared_installations(&[1; 32], "b")?,
+                    vec![vec![4u8; 32]]
+                );
+                assert!(tx.group_share(&[1; 32], "a", &[4; 32])?.is_none());
+                Ok::<_, StorageError>(())
+            })
+            .unwrap();
+    }
+}
