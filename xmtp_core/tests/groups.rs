@@ -411,3 +411,35 @@ async fn garbage_and_tampered_group_envelopes_are_refused_without_stopping_the_s
     assert_eq!(summary.failed, 2);
     assert_eq!(group_texts(&b, &group), ["real"]);
 }
+
+#[tokio::test]
+async fn a_member_who_leaves_reads_nothing_after_and_any_member_may_rename() {
+    let node = start_node().await;
+    let wallets: Vec<LocalWallet> = (0..3).map(|_| LocalWallet::random()).collect();
+    let mut cs = Vec::new();
+    for w in &wallets {
+        cs.push(client(&node, w).await);
+    }
+    let (a, b, c) = (&cs[0], &cs[1], &cs[2]);
+    let group = a
+        .create_group(&[&b.address(), &c.address()], "g")
+        .await
+        .unwrap();
+    sync_all(&[a, b, c]).await;
+    b.send_group_text(&group, "before").await.unwrap();
+    sync_all(&[a, b, c]).await;
+    c.rename_group(&group, "named by carol").await.unwrap();
+    c.leave_group(&group).await.unwrap();
+    sync_all(&[a, b, c]).await;
+    b.send_group_text(&group, "after").await.unwrap();
+    sync_all(&[a, b, c]).await;
+    for x in [a, b, c] {
+        let g = x.group(&group).unwrap();
+        assert_eq!(g.name, "named by carol");
+        assert_eq!(g.members.len(), 2);
+        assert_eq!(g.version, 3);
+    }
+    assert_eq!(group_texts(a, &group), ["before", "after"]);
+    assert_eq!(group_texts(c, &group), ["before"]);
+    assert_eq!(c.sync_groups().await.unwrap().pending, 1);
+}
