@@ -16,11 +16,12 @@
 //! ```
 //!
 //! Replays: an envelope seen before (by digest) is skipped, and a message id
-//! is stored once. A message is refused when its sender is no longer a
-//! member when it is read (so a removed member's session, still held by the
-//! others, cannot be used to speak in the group; the price is that messages
-//! a member sent just before its removal and read after it are refused), or
-//! when the sending installation is known to be revoked.
+//! is stored once. A message whose sender is not a member when it is read
+//! is kept pending, not shown (so a removed member's session, still held by
+//! the others, cannot be used to speak in the group; the price is that
+//! messages a member sent just before its removal and read after it are not
+//! shown), and likewise a key share from a non-member is kept unused; a
+//! message from a known-revoked installation is refused.
 
 use std::collections::BTreeSet;
 
@@ -112,9 +113,9 @@ fn open_envelope(
             .is_ok_and(|a| s.members.contains(&a))
     });
     if !member {
-        return Ok(Outcome::Failed(
-            "group message from an address that is not a member".into(),
-        ));
+        // Kept: the change that makes the sender a member may still be on
+        // its way. A removed member's messages stay here, never shown.
+        return Ok(Outcome::Pending);
     }
     if tx
         .installation(&env.sender_installation_key)?
@@ -539,8 +540,10 @@ impl Client {
                         return Ok::<_, ClientError>(true);
                     };
                     if !state.members.contains(&sender) {
-                        tracing::warn!(group = %hex::encode(id), "refused a group key from a non-member");
-                        return Ok(false);
+                        // Kept until the sender is a member (the change that
+                        // adds it may arrive later); never used before.
+                        tracing::debug!(group = %hex::encode(id), "group key from a non-member kept for later");
+                        return Ok(true);
                     }
                     let Ok(key) = GroupSessionKey::from_bytes(&share.session_key) else {
                         return Ok(false);
