@@ -288,7 +288,7 @@ async fn a_group_stream_yields_new_messages() {
 }
 
 #[tokio::test]
-async fn the_outbound_session_rotates_after_the_configured_number_of_messages() {
+async fn the_outbound_session_rotates_after_the_configured_number_of_messages_and_age() {
     use prost::Message as _;
     use xmtp_core::GroupRotation;
     use xmtp_proto::xmtp::v3::message_contents::GroupEnvelope;
@@ -329,6 +329,33 @@ async fn the_outbound_session_rotates_after_the_configured_number_of_messages() 
     assert_ne!(sessions[1], sessions[2]);
     assert_eq!(sessions[2], sessions[3]);
     assert_ne!(sessions[3], sessions[4]);
+
+    // A session older than max_age is replaced too (here: at once).
+    a.set_group_rotation(GroupRotation {
+        max_messages: 1000,
+        max_age: Duration::ZERO,
+    })
+    .unwrap();
+    a.send_group_text(&group, "6").await.unwrap();
+    a.send_group_text(&group, "7").await.unwrap();
+    let envelopes = a
+        .api()
+        .query_all(&xmtp_core::group_topic(&id), 0, 0, SortDirection::Ascending)
+        .await
+        .unwrap();
+    let sessions: Vec<String> = envelopes
+        .iter()
+        .map(|e| {
+            GroupEnvelope::decode(e.message.as_slice())
+                .unwrap()
+                .session_id
+        })
+        .collect();
+    assert_eq!(sessions.len(), 7);
+    assert_ne!(sessions[4], sessions[5]);
+    assert_ne!(sessions[5], sessions[6]);
+    b.sync().await.unwrap();
+    assert_eq!(group_texts(&b, &group), ["1", "2", "3", "4", "5", "6", "7"]);
 }
 
 #[tokio::test]
