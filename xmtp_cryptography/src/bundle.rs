@@ -26,8 +26,8 @@ use crate::{
     association::{Association, Revocation},
     error::{AssociationError, BundleError},
     installation::{
-        verify_pre_key, InstallationId, InstallationKeys, PreKeyKind, SignedPreKey,
-        IDENTITY_KEY_DOMAIN,
+        verify_pre_key, verify_pre_key_with, verify_with_key, InstallationId, InstallationKeys,
+        PreKeyKind, SignedPreKey, IDENTITY_KEY_DOMAIN,
     },
     wallet::Address,
 };
@@ -68,7 +68,7 @@ impl VerifiedInstallation {
         let installation = InstallationId::from_slice(&bundle.signing_key).ok_or(
             BundleError::SigningKey(crate::error::KeySignatureError::BadPublicKey),
         )?;
-        installation
+        let key = installation
             .verifying_key()
             .map_err(BundleError::SigningKey)?;
         let identity_bytes: [u8; 32] = bundle
@@ -76,18 +76,18 @@ impl VerifiedInstallation {
             .as_slice()
             .try_into()
             .map_err(|_| BundleError::BadCurve25519Key("identity key"))?;
-        installation
-            .verify_domain(
-                IDENTITY_KEY_DOMAIN,
-                &identity_bytes,
-                &bundle.identity_key_signature,
-            )
-            .map_err(BundleError::IdentityKeySignature)?;
+        verify_with_key(
+            &key,
+            IDENTITY_KEY_DOMAIN,
+            &identity_bytes,
+            &bundle.identity_key_signature,
+        )
+        .map_err(BundleError::IdentityKeySignature)?;
         let fallback = bundle
             .fallback_key
             .as_ref()
             .ok_or(BundleError::Missing("fallback key"))?;
-        let fallback_key = verify_pre_key(&installation, PreKeyKind::Fallback, fallback)?;
+        let fallback_key = verify_pre_key_with(&key, PreKeyKind::Fallback, fallback)?;
         let association = Association::from_proto(
             bundle
                 .association

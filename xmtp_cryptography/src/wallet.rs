@@ -46,12 +46,26 @@ impl Address {
 
     /// Parses only the exact EIP-55 form (what signed texts and protos carry).
     pub fn parse_checksummed(text: &str) -> Result<Self, AddressError> {
-        let address = Self::from_str(text)?;
+        let address = Self::parse_hex(text)?;
         if address.to_checksum() == text {
             Ok(address)
         } else {
             Err(AddressError::BadChecksum(text.to_owned()))
         }
+    }
+}
+
+impl Address {
+    /// `0x` and 40 hex digits, any case, checksum not checked.
+    fn parse_hex(text: &str) -> Result<Self, AddressError> {
+        let malformed = || AddressError::Malformed(text.chars().take(64).collect());
+        let digits = text.strip_prefix("0x").ok_or_else(malformed)?;
+        if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed());
+        }
+        let mut bytes = [0u8; 20];
+        hex::decode_to_slice(digits, &mut bytes).map_err(|_| malformed())?;
+        Ok(Self(bytes))
     }
 }
 
@@ -61,14 +75,8 @@ impl FromStr for Address {
     /// Parses `0x` and 40 hex digits: all lowercase, all uppercase, or mixed
     /// case with a correct EIP-55 checksum.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let malformed = || AddressError::Malformed(text.chars().take(64).collect());
-        let digits = text.strip_prefix("0x").ok_or_else(malformed)?;
-        if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(malformed());
-        }
-        let mut bytes = [0u8; 20];
-        hex::decode_to_slice(digits, &mut bytes).map_err(|_| malformed())?;
-        let address = Self(bytes);
+        let address = Self::parse_hex(text)?;
+        let digits = &text[2..];
         let has_lower = digits.bytes().any(|b| b.is_ascii_lowercase());
         let has_upper = digits.bytes().any(|b| b.is_ascii_uppercase());
         if has_lower && has_upper && address.to_checksum() != text {
