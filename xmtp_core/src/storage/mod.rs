@@ -690,7 +690,9 @@ impl StorageTx<'_> {
     }
 
     /// Messages stored after sequence number `seq`, in storage order,
-    /// optionally of one conversation only.
+    /// optionally of one conversation only. (The unary `+` keeps SQLite on
+    /// the `seq` range, so a stream's wake-up costs the new rows only, not a
+    /// scan of the whole conversation.)
     pub fn messages_after_seq(
         &self,
         seq: i64,
@@ -700,7 +702,7 @@ impl StorageTx<'_> {
         let raw: Vec<RawMessage> = match conversation_id {
             Some(c) => {
                 let mut stmt = self.tx.prepare_cached(&format!(
-                    "{MESSAGE_COLUMNS} WHERE seq > ?1 AND conversation_id = ?2 ORDER BY seq LIMIT ?3"
+                    "{MESSAGE_COLUMNS} WHERE seq > ?1 AND +conversation_id = ?2 ORDER BY seq LIMIT ?3"
                 ))?;
                 let rows = stmt.query_map(params![seq, c, limit], raw_message_row)?;
                 rows.collect::<Result<_, _>>()?
