@@ -318,6 +318,12 @@ pub fn respond(
     if message.signed_pre_key != signed_pre_key.public {
         return Err(X3dhError::UnknownSignedPreKey);
     }
+    // X25519 ignores the top bit of a public key, so a key with it set is a
+    // second encoding of another key: refuse it, or a tampered message would
+    // still agree on the secret.
+    if !is_canonical(&message.identity_key) || !is_canonical(&message.ephemeral_key) {
+        return Err(X3dhError::Malformed("non-canonical X25519 public key"));
+    }
     let dh1 = signed_pre_key.dh(&message.identity_key)?;
     let dh2 = identity.dh(&message.ephemeral_key)?;
     let dh3 = signed_pre_key.dh(&message.ephemeral_key)?;
@@ -333,6 +339,11 @@ pub fn respond(
         shared_secret,
         associated_data: associated_data(&message.identity_key, &identity.public),
     })
+}
+
+/// Whether a public key is in its canonical encoding (top bit clear).
+fn is_canonical(key: &X25519PublicKey) -> bool {
+    key.as_bytes()[31] & 0x80 == 0
 }
 
 /// Maps a signature failure for callers that check pre-key signatures
