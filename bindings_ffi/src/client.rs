@@ -14,7 +14,10 @@ use zeroize::Zeroizing;
 
 use crate::{
     error::FfiError,
-    records::{FfiConversation, FfiInstallation, FfiMessage, FfiPaging, FfiSealed, FfiSyncSummary},
+    records::{
+        FfiConversation, FfiGroup, FfiInstallation, FfiMessage, FfiPaging, FfiSealed,
+        FfiSyncSummary,
+    },
     signer::{FfiWalletSigner, ForeignWallet},
     stream::{FfiMessageCallback, FfiStreamHandle},
 };
@@ -191,6 +194,88 @@ impl FfiClient {
         callback: Arc<dyn FfiMessageCallback>,
     ) -> Result<Arc<FfiStreamHandle>, FfiError> {
         let stream = self.client.stream_conversation(&conversation_id).await?;
+        Ok(Arc::new(FfiStreamHandle::spawn(stream, callback)))
+    }
+
+    /// Creates a group of this account and `members` (addresses), named
+    /// `name`, with this account its only admin; returns the group id (64
+    /// hex digits). Members see it after their next `sync`.
+    pub async fn create_group(
+        &self,
+        members: Vec<String>,
+        name: String,
+    ) -> Result<String, FfiError> {
+        let members: Vec<&str> = members.iter().map(String::as_str).collect();
+        Ok(self.client.create_group(&members, &name).await?)
+    }
+
+    /// Adds members to a group (admins only: others get `Group`).
+    pub async fn add_group_members(
+        &self,
+        group_id: String,
+        members: Vec<String>,
+    ) -> Result<(), FfiError> {
+        let members: Vec<&str> = members.iter().map(String::as_str).collect();
+        Ok(self.client.add_members(&group_id, &members).await?)
+    }
+
+    /// Removes members from a group (admins only). Every remaining sender
+    /// replaces its session key, so removed members cannot read what follows.
+    pub async fn remove_group_members(
+        &self,
+        group_id: String,
+        members: Vec<String>,
+    ) -> Result<(), FfiError> {
+        let members: Vec<&str> = members.iter().map(String::as_str).collect();
+        Ok(self.client.remove_members(&group_id, &members).await?)
+    }
+
+    /// Leaves a group.
+    pub async fn leave_group(&self, group_id: String) -> Result<(), FfiError> {
+        Ok(self.client.leave_group(&group_id).await?)
+    }
+
+    /// Sends text to a group; returns the message id. Throws `Queued` like
+    /// `send` when the node could not be reached after storing it.
+    pub async fn send_group(&self, group_id: String, text: String) -> Result<String, FfiError> {
+        Ok(self.client.send_group_text(&group_id, &text).await?.id)
+    }
+
+    /// Every group this installation knows, oldest first (from the local
+    /// database; `sync` first for new groups and membership changes).
+    pub fn list_groups(&self) -> Result<Vec<FfiGroup>, FfiError> {
+        Ok(self
+            .client
+            .list_groups()?
+            .into_iter()
+            .map(FfiGroup::from)
+            .collect())
+    }
+
+    /// A page of a group's messages; all of them, oldest first, without
+    /// `paging`.
+    #[uniffi::method(default(paging = None))]
+    pub fn group_messages(
+        &self,
+        group_id: String,
+        paging: Option<FfiPaging>,
+    ) -> Result<Vec<FfiMessage>, FfiError> {
+        let page = paging.unwrap_or_default().into();
+        Ok(self
+            .client
+            .group_messages(&group_id, &page)?
+            .into_iter()
+            .map(FfiMessage::from)
+            .collect())
+    }
+
+    /// New messages of one group, from now on.
+    pub async fn stream_group(
+        &self,
+        group_id: String,
+        callback: Arc<dyn FfiMessageCallback>,
+    ) -> Result<Arc<FfiStreamHandle>, FfiError> {
+        let stream = self.client.stream_group(&group_id).await?;
         Ok(Arc::new(FfiStreamHandle::spawn(stream, callback)))
     }
 

@@ -111,6 +111,13 @@ pub enum FfiError {
         /// What was wrong.
         message: String,
     },
+    /// A group operation was refused: a malformed or unknown group id (sync
+    /// first), this account is not a member, or not an admin.
+    #[error("{message}")]
+    Group {
+        /// What was wrong.
+        message: String,
+    },
 }
 
 impl From<ClientError> for FfiError {
@@ -137,8 +144,7 @@ impl From<ClientError> for FfiError {
             },
             ClientError::Content(_) | ClientError::Payload(_) => Self::Content { message },
             ClientError::Crypto(_) => Self::Crypto { message },
-            // Group errors (invalid or unknown group id, not a member, not an admin).
-            ClientError::Group(_) => Self::InvalidConfiguration { message },
+            ClientError::Group(_) => Self::Group { message },
         }
     }
 }
@@ -223,6 +229,16 @@ mod tests {
             FfiError::from(ClientError::NoWallet),
             FfiError::Wallet { .. }
         ));
+    }
+
+    #[test]
+    fn group_errors_map_to_the_group_variant_with_their_message() {
+        let e = FfiError::from(ClientError::from(xmtp_core::GroupError::NotAnAdmin(
+            "ab12".into(),
+        )));
+        assert!(
+            matches!(&e, FfiError::Group { message } if message.contains("admins") && message.contains("ab12"))
+        );
     }
 
     #[test]

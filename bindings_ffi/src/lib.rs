@@ -7,7 +7,10 @@
 //! - [`create_client`] (async) -> [`FfiClient`]: `send`, `sync`,
 //!   `list_conversations`, `messages`, `stream` (a foreign
 //!   [`FfiMessageCallback`], an [`FfiStreamHandle`] to close), `installations`,
-//!   `revoke`, and the secure channel `encrypt` / `decrypt`.
+//!   `revoke`, the secure channel `encrypt` / `decrypt`, and groups
+//!   (`create_group`, `send_group`, `list_groups` -> [`FfiGroup`],
+//!   `group_messages`, `add_group_members`, `remove_group_members`,
+//!   `leave_group`, `stream_group`).
 //! - [`FfiWalletSigner`]: the app's wallet as a foreign trait, and
 //!   [`FfiLocalWallet`], a local key for tests.
 //! - Records ([`FfiMessage`], [`FfiConversation`], ...) and the typed
@@ -57,8 +60,8 @@ pub use client::{create_client, FfiClient};
 pub use error::{FfiCallbackError, FfiError, FfiSignerError};
 pub use logging::{clear_logger, set_logger, FfiLogLevel, FfiLogger};
 pub use records::{
-    text_content_type, FfiConversation, FfiInstallation, FfiMessage, FfiPaging, FfiSealed,
-    FfiSyncSummary,
+    text_content_type, FfiConversation, FfiGroup, FfiInstallation, FfiMessage, FfiPaging,
+    FfiSealed, FfiSyncSummary,
 };
 pub use signer::{recover_signer, FfiLocalWallet, FfiWalletSigner};
 pub use stream::{FfiMessageCallback, FfiStreamHandle};

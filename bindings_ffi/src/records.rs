@@ -6,7 +6,8 @@
 //! the Unix epoch; ids are lowercase hex; addresses are EIP-55.
 
 use xmtp_core::{
-    ContentType, Conversation, Installation, Message, MessagePage, SealedMessage, SyncSummary,
+    ContentType, Conversation, Group, Installation, Message, MessagePage, SealedMessage,
+    SyncSummary,
 };
 
 /// A message of a conversation, as stored on this installation.
@@ -77,6 +78,40 @@ impl From<Conversation> for FfiConversation {
             created_ns: c.created_ns,
             last_message_ns: c.last_message_ns,
             last_message: c.last_message.map(FfiMessage::from),
+        }
+    }
+}
+
+/// A group, as this installation sees it (from the local database; `sync`
+/// first for the latest membership).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FfiGroup {
+    /// The group id (64 hex digits); also its messages' `conversation_id`.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The address that created it.
+    pub creator: String,
+    /// Its members' addresses (sorted).
+    pub members: Vec<String>,
+    /// Its admins' addresses (sorted); only they may add or remove members.
+    pub admins: Vec<String>,
+    /// Number of membership changes applied.
+    pub version: u64,
+    /// Whether this account is still a member.
+    pub is_member: bool,
+}
+
+impl From<Group> for FfiGroup {
+    fn from(g: Group) -> Self {
+        Self {
+            id: g.id,
+            name: g.name,
+            creator: g.creator,
+            members: g.members,
+            admins: g.admins,
+            version: g.version,
+            is_member: g.is_member,
         }
     }
 }

@@ -20,9 +20,9 @@ use std::sync::{
     Arc, Mutex,
 };
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::task::JoinHandle;
-use xmtp_core::MessageStream;
+use xmtp_core::{ClientError, Message};
 
 use crate::{
     error::{FfiCallbackError, FfiError},
@@ -47,8 +47,12 @@ pub struct FfiStreamHandle {
 }
 
 impl FfiStreamHandle {
-    /// Starts delivering `stream` to `callback` on the current tokio runtime.
-    pub(crate) fn spawn(stream: MessageStream, callback: Arc<dyn FfiMessageCallback>) -> Self {
+    /// Starts delivering `stream` (every conversation, one conversation or
+    /// one group) to `callback` on the current tokio runtime.
+    pub(crate) fn spawn<S>(stream: S, callback: Arc<dyn FfiMessageCallback>) -> Self
+    where
+        S: Stream<Item = Result<Message, ClientError>> + Send + Unpin + 'static,
+    {
         let closed = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(deliver(stream, callback, closed.clone()));
         Self {
@@ -58,11 +62,10 @@ impl FfiStreamHandle {
     }
 }
 
-async fn deliver(
-    mut stream: MessageStream,
-    callback: Arc<dyn FfiMessageCallback>,
-    closed: Arc<AtomicBool>,
-) {
+async fn deliver<S>(mut stream: S, callback: Arc<dyn FfiMessageCallback>, closed: Arc<AtomicBool>)
+where
+    S: Stream<Item = Result<Message, ClientError>> + Unpin,
+{
     while let Some(item) = stream.next().await {
         if closed.load(Ordering::SeqCst) {
             return;
