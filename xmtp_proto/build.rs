@@ -44,6 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
+        // grpc-gateway ignores fields it does not know, and so must we: a
+        // newer client may send fields this node has never heard of.
+        .ignore_unknown_fields()
         .build(&[".xmtp"])?;
     Ok(())
 }

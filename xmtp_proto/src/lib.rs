@@ -18,6 +18,11 @@
 //! assert_eq!(Envelope::decode(bytes.as_slice()).unwrap(), envelope);
 //! let json = serde_json::to_string(&envelope).unwrap();
 //! assert_eq!(json, r#"{"contentTopic":"/xmtp/0/example/proto","timestampNs":"1","message":"AQID"}"#);
+//!
+//! // As grpc-gateway does, JSON decoding accepts snake_case names and ignores unknown fields.
+//! let parsed: Envelope =
+//!     serde_json::from_str(r#"{"content_topic":"/t","timestampNs":"1","message":"AQID","extra":true}"#).unwrap();
+//! assert_eq!(parsed.content_topic, "/t");
 //! ```
 
 /// The generated packages, laid out as the proto package names.
