@@ -31,6 +31,15 @@ pub type QueriedEnvelopes<'a> = BoxStream<'a, Result<Envelope, ApiError>>;
 /// from a method is final for that call. Usable as `Arc<dyn XmtpApi>`.
 #[async_trait]
 pub trait XmtpApi: Send + Sync {
+    /// Sets the bearer token (XMTP's signed `Token`, base64, without the
+    /// `Bearer ` prefix) sent with later calls, or clears it with `None`. A
+    /// node started with `--require-auth` refuses publishes to XMTP V1/V2
+    /// topics without a valid one. The default ignores it (for APIs that do
+    /// not authenticate, such as in-process test doubles).
+    fn set_auth_token(&self, token: Option<String>) {
+        let _ = token;
+    }
+
     /// Publishes envelopes. Returns once the node has stored them durably.
     ///
     /// Idempotent: the node stores a duplicate envelope (same topic, timestamp
