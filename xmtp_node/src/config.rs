@@ -1,4 +1,5 @@
-//! Node configuration: where to listen, which store, and the abuse limits.
+//! Node configuration: where to listen, which store, the abuse limits and
+//! whether publishes need a wallet token.
 //!
 //! [`NodeConfig::default`] is the configuration for tests: both listeners on
 //! 127.0.0.1 port 0 (a free port each), an in-memory SQLite store, and rate
@@ -73,6 +74,13 @@ pub struct NodeConfig {
     /// drain before closing them (a client that ignores GOAWAY must not keep
     /// the node alive).
     pub shutdown_grace: Duration,
+    /// Refuse publishes without a valid XMTP bearer token (`--require-auth`;
+    /// see [`crate::auth`] for the rule and its exemption of `/xmtp/3/`
+    /// topics). Off by default: the `authorization` header is not read.
+    pub require_auth: bool,
+    /// How long a token is accepted after its creation time when
+    /// [`require_auth`](Self::require_auth) is on: one hour, as XMTP's node.
+    pub auth_token_lifetime: Duration,
 }
 
 /// Rate limits so high that tests and benchmarks are never throttled.
@@ -94,6 +102,8 @@ impl Default for NodeConfig {
             subscriber_buffer: 4096,
             max_one_time_keys: 2000,
             shutdown_grace: Duration::from_secs(10),
+            require_auth: false,
+            auth_token_lifetime: crate::auth::DEFAULT_TOKEN_LIFETIME,
         }
     }
 }
@@ -114,6 +124,18 @@ impl NodeConfig {
             store: StoreConfig::Postgres(url.into()),
             ..Self::default()
         }
+    }
+
+    /// Sets [`require_auth`](Self::require_auth).
+    pub fn with_require_auth(mut self, required: bool) -> Self {
+        self.require_auth = required;
+        self
+    }
+
+    /// Sets [`auth_token_lifetime`](Self::auth_token_lifetime).
+    pub fn with_auth_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.auth_token_lifetime = lifetime;
+        self
     }
 }
 

@@ -15,6 +15,9 @@
 //!   that fails ends with `{"error":{"code":N,"message":"...","details":[]}}`.
 //! - Errors are `{"code":N,"message":"...","details":[]}` with the HTTP status
 //!   grpc-gateway gives the gRPC code (see [`http_status`]).
+//! - Publish reads the `Authorization: Bearer <token>` header when the node
+//!   requires tokens (see [`crate::auth`]); refusals are 401
+//!   (Unauthenticated) or 403 (PermissionDenied).
 //! - CORS is permissive, for browsers.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
@@ -83,13 +86,7 @@ impl<'a> ErrorBody<'a> {
     fn of(err: &'a ApiError) -> Self {
         Self {
             code: err.code() as i32,
-            message: match err {
-                ApiError::InvalidArgument(m)
-                | ApiError::ResourceExhausted(m)
-                | ApiError::NotFound(m)
-                | ApiError::Unavailable(m)
-                | ApiError::Internal(m) => m,
-            },
+            message: err.message(),
             details: [],
         }
     }
@@ -196,6 +193,28 @@ macro_rules! unary {
     };
 }
 
+/// `POST /message/v1/publish`, with the `Authorization` header (read only
+/// when the node requires tokens; a value that is not visible ASCII counts as
+/// malformed).
+async fn publish(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): Peer,
+    headers: header::HeaderMap,
+    body: Body,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    match parse(body).await {
+        Ok(req) => respond(
+            gw.messages
+                .publish(Some(peer.ip()), authorization, req)
+                .await,
+        ),
+        Err(err) => error_response(&err),
+    }
+}
+
 async fn subscribe(State(gw): State<Gateway>, ConnectInfo(peer): Peer, body: Body) -> Response {
     match parse::<SubscribeRequest>(body).await {
         Ok(req) => {
@@ -242,7 +261,7 @@ pub fn router(
         hub,
     };
     Router::new()
-        .route("/message/v1/publish", unary!(messages.publish))
+        .route("/message/v1/publish", post(publish))
         .route("/message/v1/query", unary!(messages.query))
         .route("/message/v1/batch-query", unary!(messages.batch_query))
         .route("/message/v1/subscribe", post(subscribe))

@@ -24,6 +24,7 @@ use xmtp_proto::xmtp::{
 };
 
 use crate::{
+    auth::AUTHORIZATION,
     hub::{Subscription, SubscriptionError},
     service::{ApiError, Client, KeyService, MessageService},
 };
@@ -61,7 +62,16 @@ impl MessageApi for GrpcMessageApi {
         req: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
         let c = client(&req);
-        Ok(Response::new(self.0.publish(c, req.into_inner()).await?))
+        // A value that is not visible ASCII is passed as "", which the
+        // authenticator refuses as malformed.
+        let authorization = req
+            .metadata()
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let (_, _, message) = req.into_parts();
+        Ok(Response::new(
+            self.0.publish(c, authorization.as_deref(), message).await?,
+        ))
     }
 
     type SubscribeStream = EnvelopeStream;

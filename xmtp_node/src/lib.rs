@@ -33,16 +33,18 @@
 //! | `--max-one-time-keys` | `XMTP_MAX_ONE_TIME_KEYS` | 2000 | unclaimed one-time keys per installation |
 //! | `--shutdown-grace-secs` | `XMTP_SHUTDOWN_GRACE_SECS` | 10 | time connections get to drain at shutdown |
 //! | `--log-format` | `XMTP_LOG_FORMAT` | `text` | `text` or `json` logs on stderr; filter with `RUST_LOG` |
+//! | `--require-auth` | `XMTP_NODE_REQUIRE_AUTH` | off | refuse publishes without a valid XMTP token (see [`auth`]) |
 //!
 //! Limits enforced on every request (InvalidArgument beyond them): topics of
 //! 1 to 300 bytes, messages up to 1 MiB, 4 MiB per gRPC request, pages of at
 //! most 100 envelopes, batches of at most 50 queries; see [`service`].
 //!
-//! Modules: [`config`] (what can be configured), [`store`] (the `Store` trait
+//! Modules: [`auth`] (XMTP's bearer tokens, `--require-auth`), [`config`] (what can be configured), [`store`] (the `Store` trait
 //! and SQLite), [`hub`] (subscriptions), [`service`] (the API semantics),
 //! [`grpc`] and [`gateway`] (the two transports), [`rate_limit`], [`metrics`],
 //! [`node`] (start and stop).
 
+pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod grpc;

@@ -81,6 +81,16 @@ struct Args {
     /// Seconds to wait for connections to drain at shutdown.
     #[arg(long, env = "XMTP_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// Refuse publishes without a valid XMTP bearer token (`Authorization:
+    /// Bearer <base64 Token>`: an identity key signed by a wallet, and that
+    /// key's signature of the wallet address and a creation time at most an
+    /// hour old), as XMTP's node did: Unauthenticated (HTTP 401) otherwise.
+    /// Publishes whose envelopes are all on `/xmtp/3/` topics need no token; a
+    /// token's wallet may publish on `contact-` and `privatestore-` topics of
+    /// its own address only (PermissionDenied, HTTP 403). Queries and
+    /// subscriptions never need a token.
+    #[arg(long, env = "XMTP_NODE_REQUIRE_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
+    require_auth: bool,
     /// Log format on stderr.
     #[arg(long, env = "XMTP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -122,6 +132,8 @@ impl Args {
             subscriber_buffer: self.subscriber_buffer,
             max_one_time_keys: self.max_one_time_keys,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
+            require_auth: self.require_auth,
+            auth_token_lifetime: xmtp_node::auth::DEFAULT_TOKEN_LIFETIME,
         })
     }
 }

@@ -67,6 +67,11 @@ pub struct Metrics {
     pub invalid_requests: AtomicU64,
     /// Subscribers cut off for lagging.
     pub lagged_subscribers: AtomicU64,
+    /// Publishes refused for a missing or invalid token (`--require-auth`).
+    pub unauthenticated: AtomicU64,
+    /// Publishes refused because the token's wallet may not publish on a
+    /// topic (another wallet's contact or privatestore topic).
+    pub permission_denied: AtomicU64,
     latency: [Histogram; 4],
 }
 
@@ -128,6 +133,16 @@ impl Metrics {
                 "xmtp_node_lagged_subscribers_total",
                 "Subscribers cut off for lagging.",
                 &self.lagged_subscribers,
+            ),
+            (
+                "xmtp_node_unauthenticated_total",
+                "Publishes refused for a missing or invalid token.",
+                &self.unauthenticated,
+            ),
+            (
+                "xmtp_node_permission_denied_total",
+                "Publishes refused for a topic the token's wallet may not publish on.",
+                &self.permission_denied,
             ),
         ];
         for (name, help, value) in counters {

@@ -17,6 +17,7 @@ use xmtp_proto::xmtp::{
 };
 
 use crate::{
+    auth::Authenticator,
     config::{NodeConfig, StoreConfig},
     gateway,
     grpc::{GrpcKeyApi, GrpcMessageApi},
@@ -70,6 +71,7 @@ impl Node {
             publish_limiter: RateLimiter::new(config.publish_limit),
             read_limiter: RateLimiter::new(config.read_limit),
             max_one_time_keys: config.max_one_time_keys,
+            auth: Authenticator::new(config.require_auth, config.auth_token_lifetime),
         });
         let messages = MessageService::new(Arc::clone(&shared));
         let keys = KeyService::new(shared);
@@ -116,7 +118,7 @@ impl Node {
                 }
             }
         });
-        tracing::info!(%grpc_addr, %http_addr, "node listening");
+        tracing::info!(%grpc_addr, %http_addr, require_auth = config.require_auth, "node listening");
         Ok(RunningNode {
             grpc_addr,
             http_addr,

@@ -17,6 +17,9 @@
 //!   they share one byte budget.
 //! - **Subscribe / SubscribeAll / Subscribe2**: see [`crate::hub`].
 //!
+//! With `--require-auth`, a publish first needs a valid wallet token (see
+//! [`crate::auth`]): Unauthenticated or PermissionDenied otherwise.
+//!
 //! Publishes cost one publish token per envelope; each query, batch entry and
 //! subscription costs one read token.
 
@@ -65,14 +68,19 @@ impl MessageService {
         Self { shared }
     }
 
-    /// Stores the envelopes durably, then acknowledges.
+    /// Stores the envelopes durably, then acknowledges. `authorization` is
+    /// the request's `authorization` metadata or header, read only when the
+    /// node requires tokens ([`crate::auth`]); the token is checked before
+    /// anything else, as XMTP's node does.
     pub async fn publish(
         &self,
         client: Client,
+        authorization: Option<&str>,
         req: PublishRequest,
     ) -> Result<PublishResponse, ApiError> {
         let start = Instant::now();
         let s = &self.shared;
+        s.authenticate(client, authorization, &req)?;
         if req.envelopes.is_empty() {
             return Err(s.invalid("publish request has no envelopes".into()));
         }

@@ -6,6 +6,7 @@
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use crate::{
+    auth::{AuthError, Authenticator},
     hub::Hub,
     metrics::{Metrics, Rpc},
     rate_limit::{RateLimited, RateLimiter},
@@ -44,6 +45,13 @@ pub enum ApiError {
     /// The node failed; not the caller's fault.
     #[error("{0}")]
     Internal(String),
+    /// The request needs a valid wallet token and has none
+    /// (`--require-auth`, see [`crate::auth`]).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The token is valid, but its wallet may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl ApiError {
@@ -55,6 +63,30 @@ impl ApiError {
             ApiError::NotFound(_) => tonic::Code::NotFound,
             ApiError::Unavailable(_) => tonic::Code::Unavailable,
             ApiError::Internal(_) => tonic::Code::Internal,
+            ApiError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            ApiError::PermissionDenied(_) => tonic::Code::PermissionDenied,
+        }
+    }
+
+    /// The message, as sent to the client.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::InvalidArgument(m)
+            | ApiError::ResourceExhausted(m)
+            | ApiError::NotFound(m)
+            | ApiError::Unavailable(m)
+            | ApiError::Internal(m)
+            | ApiError::Unauthenticated(m)
+            | ApiError::PermissionDenied(m) => m,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err.code() {
+            tonic::Code::PermissionDenied => ApiError::PermissionDenied(err.to_string()),
+            _ => ApiError::Unauthenticated(err.to_string()),
         }
     }
 }
@@ -96,6 +128,7 @@ pub(crate) struct Shared {
     pub(crate) publish_limiter: RateLimiter,
     pub(crate) read_limiter: RateLimiter,
     pub(crate) max_one_time_keys: u32,
+    pub(crate) auth: Authenticator,
 }
 
 impl Shared {
@@ -108,6 +141,32 @@ impl Shared {
             tracing::debug!(%ip, "rate limited");
             ApiError::from(e)
         })
+    }
+
+    /// Checks a publish's token (when `--require-auth` is on), counting and
+    /// logging (at debug level, without the token) a refusal.
+    fn authenticate(
+        &self,
+        client: Client,
+        authorization: Option<&str>,
+        req: &xmtp_proto::xmtp::message_api::v1::PublishRequest,
+    ) -> Result<(), ApiError> {
+        match self.auth.check_publish(authorization, req) {
+            Ok(Some(token)) => {
+                tracing::trace!(wallet = %token.wallet, "publish authenticated");
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(err) => {
+                let counter = match err {
+                    AuthError::RestrictedTopic => &self.metrics.permission_denied,
+                    _ => &self.metrics.unauthenticated,
+                };
+                Metrics::inc(counter);
+                tracing::debug!(client = ?client, reason = %err, "publish refused");
+                Err(ApiError::from(err))
+            }
+        }
     }
 
     /// Counts an invalid request and passes the error on.
