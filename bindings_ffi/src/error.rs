@@ -10,7 +10,7 @@
 //! with [`FfiSignerError`] and [`FfiCallbackError`], whose field is `reason`:
 //! a field named `message` would clash with Kotlin's `Throwable.message`.
 
-use xmtp_core::{ClientError, SecureChannelError};
+use xmtp_core::{ClientError, SecureChannelError, V2Error};
 use xmtp_networking::ApiError;
 
 /// Why a call into the library failed.
@@ -144,7 +144,10 @@ impl From<ClientError> for FfiError {
             },
             ClientError::Content(_) | ClientError::Payload(_) => Self::Content { message },
             ClientError::Crypto(_) => Self::Crypto { message },
-            ClientError::Group(_) => Self::Group { message },
+            ClientError::Group(_) | ClientError::UnknownConversation(_) => Self::Group { message },
+            ClientError::V2(V2Error::NoContact(_)) => Self::PeerNotRegistered { message },
+            ClientError::V2(V2Error::NotEnabled) => Self::InvalidConfiguration { message },
+            ClientError::V2(_) => Self::Crypto { message },
         }
     }
 }

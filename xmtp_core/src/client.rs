@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) outbox_lock: AsyncMutex<()>,
     /// The background task that follows the installation's topic.
     pub(crate) follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The XMTP V1/V2 identity, once enabled ([`Client::enable_v2`]).
+    pub(crate) v2: std::sync::Mutex<Option<Arc<crate::v2::V2State>>>,
 }
 
 impl Drop for Inner {
@@ -150,6 +152,7 @@ impl Client {
             }
         };
         let last_seq = storage.transaction(|tx| tx.max_message_seq())?;
+        let v2 = storage.transaction(crate::v2::load_state)?;
         let inner = Inner {
             api,
             address: association.account_address(),
@@ -167,12 +170,16 @@ impl Client {
             stored: watch::Sender::new(last_seq),
             outbox_lock: AsyncMutex::new(()),
             follower: std::sync::Mutex::new(None),
+            v2: std::sync::Mutex::new(v2.clone()),
             storage,
             wallet,
         };
         let client = Self {
             inner: Arc::new(inner),
         };
+        if let Some(state) = &v2 {
+            client.renew_token(state)?;
+        }
         if !client.is_revoked() {
             client.register().await?;
             client.check_own_revocation().await?;

@@ -83,6 +83,7 @@ impl Client {
             sent_ns,
             received_ns: sent_ns,
             content: content.encode_to_vec(),
+            conversation_kind: KIND_DM.into(),
         };
         let plaintext_for = |recipient: &InstallationId| {
             DirectMessage {
@@ -222,6 +223,7 @@ pub(crate) fn store_direct(
         sent_ns: direct.sent_ns,
         received_ns: now,
         content: direct.content.encode_to_vec(),
+        conversation_kind: KIND_DM.into(),
     };
     if !tx.insert_message(&record)? {
         return Ok(Ok(None));

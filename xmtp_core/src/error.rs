@@ -63,6 +63,12 @@ pub enum ClientError {
     /// A group operation was refused.
     #[error(transparent)]
     Group(#[from] crate::groups::GroupError),
+    /// No conversation has this id.
+    #[error("no conversation {0:?}; list them with `conversations()`")]
+    UnknownConversation(String),
+    /// An XMTP V1/V2 operation failed.
+    #[error(transparent)]
+    V2(#[from] crate::v2::V2Error),
     /// A stored or received payload is malformed.
     #[error(transparent)]
     Payload(#[from] PayloadError),

@@ -41,6 +41,7 @@ mod sync;
 #[cfg(test)]
 mod test_support;
 mod time;
+pub mod v2;
 
 pub use agent::{Agent, AgentBuilder, AgentError, MessageContext, MessageHandler, RunningAgent};
 pub use builder::{ClientBuilder, ClientOptions};
@@ -52,10 +53,11 @@ pub use error::ClientError;
 pub use groups::{
     group_topic, Group, GroupError, GroupMessageStream, GroupRotation, GroupSyncSummary,
 };
-pub use messages::Message;
+pub use messages::{Message, Protocol};
 pub use secure_channel::{SealedMessage, SecureChannelError};
 pub use storage::{DatabaseKey, MessagePage};
 pub use stream::MessageStream;
 pub use sync::{EnvelopeResult, FailedEnvelope, SyncSummary};
-pub use xmtp_cryptography::{LocalWallet, WalletSigner};
+pub use v2::{V2Error, V2Identity, V2IdentityOrigin};
+pub use xmtp_cryptography::{Address, LocalWallet, WalletSigner};
 pub use xmtp_proto::xmtp::message_contents::EncodedContent;

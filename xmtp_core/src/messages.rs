@@ -156,16 +156,60 @@ pub(crate) fn decode_payload(bytes: &[u8]) -> Result<InstallationPayload, Payloa
     }
 }
 
+/// The protocol a message travelled over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// A direct message over Olm double-ratchet sessions (this library's own).
+    Olm,
+    /// A group message over Megolm (this library's own).
+    Megolm,
+    /// XMTP V2 (an invitation's static key; no forward secrecy).
+    V2,
+    /// XMTP V1 (static 3-DH between two identities; no forward secrecy).
+    V1,
+}
+
+impl Protocol {
+    /// `olm`, `megolm`, `v2` or `v1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Olm => "olm",
+            Self::Megolm => "megolm",
+            Self::V2 => "v2",
+            Self::V1 => "v1",
+        }
+    }
+
+    /// The protocol of a conversation kind as stored.
+    pub(crate) fn of_kind(kind: &str) -> Self {
+        match kind {
+            crate::groups::KIND_GROUP => Self::Megolm,
+            crate::v2::KIND_V2 => Self::V2,
+            crate::v2::KIND_V1 => Self::V1,
+            _ => Self::Olm,
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A message of a conversation, as stored locally.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// Hex of the 16-byte message id (the same on every installation).
+    /// Hex of the message id, the same on every installation: 16 random
+    /// bytes for our own protocols, sha256 of the encoded message for XMTP
+    /// V1/V2 (as XMTP's SDKs compute it).
     pub id: String,
     /// The conversation it belongs to.
     pub conversation_id: String,
     /// The sender's address (EIP-55).
     pub sender_address: String,
-    /// Hex id of the sending installation.
+    /// Hex id of the sending installation (for XMTP V1/V2: the sender's
+    /// identity key, uncompressed).
     pub sender_installation_id: String,
     /// Sender's clock, nanoseconds since the Unix epoch.
     pub sent_ns: u64,
@@ -173,6 +217,8 @@ pub struct Message {
     pub received_ns: u64,
     /// The content, as sent.
     pub content: EncodedContent,
+    /// The protocol it travelled over.
+    pub protocol: Protocol,
 }
 
 impl Message {
@@ -203,6 +249,7 @@ impl Message {
             received_ns: r.received_ns,
             content: EncodedContent::decode(r.content.as_slice())
                 .map_err(|_| PayloadError::Decode)?,
+            protocol: Protocol::of_kind(&r.conversation_kind),
         })
     }
 }

@@ -180,8 +180,16 @@ async fn follow_once(weak: &Weak<Inner>) -> Connection {
             return Connection::Failed;
         }
     };
+    let v2_topics = match client.v2_topics() {
+        Ok(topics) => topics,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list XMTP V2 topics; retrying");
+            return Connection::Failed;
+        }
+    };
     let mut topics = vec![inbox.clone()];
     topics.extend(groups.iter().cloned());
+    topics.extend(v2_topics.iter().cloned());
     let mut envelopes = match client.inner.api.subscribe(topics).await {
         Ok(envelopes) => envelopes,
         Err(e) => {
@@ -205,11 +213,26 @@ async fn follow_once(weak: &Weak<Inner>) -> Connection {
         match item {
             Ok(envelope) => {
                 delivered = true;
+                let mut new_v2_conversation = false;
                 let processed = if envelope.content_topic == inbox {
                     client.process_envelope(envelope).await.map(|_| ())
+                } else if v2_topics.contains(&envelope.content_topic) {
+                    client.process_v2_envelope(&envelope).and_then(|(new, _)| {
+                        // A conversation this client started itself is
+                        // stored before its invitation comes back: compare
+                        // the topic lists too.
+                        new_v2_conversation = new
+                            || (envelope.content_topic.starts_with("/xmtp/0/invite-")
+                                && client.v2_topics()?.len() != v2_topics.len());
+                        Ok(())
+                    })
                 } else {
                     client.process_group_envelope(envelope).await.map(|_| ())
                 };
+                if new_v2_conversation {
+                    // A new XMTP V2 conversation: resubscribe with its topic.
+                    break;
+                }
                 if let Err(e) = processed {
                     // A local or network failure (not a hostile envelope): the
                     // catch-up sync after resubscribing retries it.

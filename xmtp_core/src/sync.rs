@@ -260,6 +260,12 @@ impl Client {
         let groups = self.sync_groups().await?;
         summary.new_messages += groups.new_messages;
         summary.failed += groups.failed;
+        if self.v2_state().is_some() {
+            let v2 = self.sync_v2().await?;
+            summary.envelopes += v2.envelopes;
+            summary.new_messages += v2.new_messages;
+            summary.failed += v2.failed;
+        }
         Ok(summary)
     }
 

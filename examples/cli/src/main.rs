@@ -17,7 +17,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
-use xmtp_core::{storage::Storage, Client, ClientBuilder, LocalWallet, MessagePage, WalletSigner};
+use xmtp_core::{
+    storage::Storage, Client, ClientBuilder, LocalWallet, MessagePage, V2Identity, WalletSigner,
+};
 
 use output::Output;
 
@@ -53,18 +55,23 @@ enum Command {
     Register,
     /// Address, installation id, node, and counts of conversations and messages.
     Info,
-    /// Send a direct message.
+    /// Send a direct message, over the best protocol both sides share.
     Send {
         /// The recipient's address (0x followed by 40 hex digits).
         address: String,
         /// The text to send.
         text: String,
+        /// `auto`: our Olm sessions when the peer has registered
+        /// installations, else XMTP V2 when it has an XMTP contact bundle.
+        #[arg(long, value_enum, default_value_t = SendProtocol::Auto)]
+        protocol: SendProtocol,
     },
     /// Conversations with their last message (after a sync).
     List,
-    /// A conversation's messages, oldest first (after a sync).
+    /// A conversation's messages, oldest first (after a sync). For an
+    /// address: every protocol (Olm, XMTP V2 and V1), each message marked.
     Messages {
-        /// The peer's address, or a group id.
+        /// The peer's address, a group id, or an XMTP V1/V2 conversation topic.
         address: String,
     },
     /// Print new messages as they arrive, until interrupted (Ctrl-C).
@@ -84,6 +91,17 @@ enum Command {
         #[command(subcommand)]
         command: group::GroupCommand,
     },
+}
+
+/// The protocol `xmtp send` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SendProtocol {
+    /// Olm when the peer has registered installations, else XMTP V2.
+    Auto,
+    /// Our double-ratchet direct messages only.
+    Olm,
+    /// XMTP V2 only (no forward secrecy; for XMTP's existing users).
+    V2,
 }
 
 fn main() -> ExitCode {
@@ -122,8 +140,9 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Opens the client for this database, with the wallet chosen as documented.
-async fn open_client(cli: &Cli) -> Result<Client> {
+/// Opens the client for this database, with the wallet chosen as documented,
+/// and enables XMTP V1/V2 (the wallet signs once, the first time).
+async fn open_client(cli: &Cli) -> Result<(Client, Option<V2Identity>)> {
     let db = match &cli.db {
         Some(path) => path.clone(),
         None => config::default_db_path()?,
@@ -176,7 +195,19 @@ async fn open_client(cli: &Cli) -> Result<Client> {
             .transaction(|tx| tx.put_secret(WALLET_SECRET, bytes.as_slice()))
             .map_err(xmtp_core::ClientError::from)?;
     }
-    Ok(client)
+    if client.is_revoked() {
+        return Ok((client, None));
+    }
+    let v2 = match client.enable_v2().await {
+        Ok(identity) => Some(identity),
+        // `register` reports it; other commands still work over Olm.
+        Err(e) if !matches!(cli.command, Command::Register) => {
+            tracing::warn!(error = %e, "XMTP V2 is not available");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((client, v2))
 }
 
 /// Syncs with a spinner; returns the number of new messages.
@@ -194,17 +225,27 @@ async fn sync(client: &Client, out: Output) -> Result<usize> {
 }
 
 async fn run(cli: &Cli, out: Output) -> Result<()> {
-    let client = open_client(cli).await?;
+    let (client, v2) = open_client(cli).await?;
+    let v2_key = v2.as_ref().map(|i| i.identity_key.clone());
     match &cli.command {
         Command::Register => out.emit(
             json!({
                 "type": "registered",
                 "address": client.address(),
                 "installation_id": client.installation_id(),
+                "v2_identity_key": v2_key,
+                "v2_identity": v2.as_ref().map(|i| i.origin.as_str()),
             }),
             || {
+                let v2_line = v2.as_ref().map_or(String::new(), |i| {
+                    format!(
+                        "\nXMTP V2 identity: {} ({})",
+                        i.identity_key,
+                        i.origin.as_str()
+                    )
+                });
                 format!(
-                    "address:         {}\ninstallation id: {}",
+                    "address:         {}\ninstallation id: {}{v2_line}",
                     client.address(),
                     client.installation_id()
                 )
@@ -223,6 +264,7 @@ async fn run(cli: &Cli, out: Output) -> Result<()> {
                     "conversations": conversations,
                     "messages": messages,
                     "revoked": client.is_revoked(),
+                    "v2_identity_key": v2_key,
                 }),
                 || {
                     format!(
@@ -235,16 +277,24 @@ async fn run(cli: &Cli, out: Output) -> Result<()> {
                 },
             );
         }
-        Command::Send { address, text } => {
+        Command::Send {
+            address,
+            text,
+            protocol,
+        } => {
             let spinner = out.spinner("sending");
-            let sent = client.send_text(address, text).await;
+            let sent = match protocol {
+                SendProtocol::Auto => client.send_text_auto(address, text).await,
+                SendProtocol::Olm => client.send_text(address, text).await,
+                SendProtocol::V2 => client.send_v2_text(address, text).await,
+            };
             if let Some(bar) = spinner {
                 bar.finish_and_clear();
             }
             let message = sent?;
             out.emit(
-                json!({"type": "sent", "id": message.id, "conversation": message.conversation_id, "sent_ns": message.sent_ns.to_string()}),
-                || format!("sent to {} (message {})", message.conversation_id, message.id),
+                json!({"type": "sent", "id": message.id, "conversation": message.conversation_id, "sent_ns": message.sent_ns.to_string(), "protocol": message.protocol.as_str()}),
+                || format!("sent to {} over {} (message {})", message.conversation_id, message.protocol, message.id),
             );
         }
         Command::List => {
@@ -259,7 +309,11 @@ async fn run(cli: &Cli, out: Output) -> Result<()> {
         }
         Command::Messages { address } => {
             sync(&client, out).await?;
-            let messages = client.messages(address, &MessagePage::default())?;
+            let messages = if address.trim().parse::<xmtp_core::Address>().is_ok() {
+                client.messages_with(address, &MessagePage::default())?
+            } else {
+                client.messages(address, &MessagePage::default())?
+            };
             if messages.is_empty() {
                 out.status("no messages in this conversation");
             }

@@ -48,17 +48,22 @@ impl Output {
         let outgoing = m.sender_address.eq_ignore_ascii_case(own_address);
         self.emit(message_json(m, outgoing), || {
             let who = if outgoing { "me" } else { &m.sender_address };
+            let mark = match m.protocol {
+                xmtp_core::Protocol::V2 => " [v2]",
+                xmtp_core::Protocol::V1 => " [v1]",
+                _ => "",
+            };
             let body = m
                 .display_text()
                 .unwrap_or_else(|| format!("<{} content>", m.content_type()));
             if with_conversation {
                 format!(
-                    "{} [{}] {who}: {body}",
+                    "{}{mark} [{}] {who}: {body}",
                     format_time(m.sent_ns),
                     m.conversation_id
                 )
             } else {
-                format!("{} {who}: {body}", format_time(m.sent_ns))
+                format!("{}{mark} {who}: {body}", format_time(m.sent_ns))
             }
         });
     }
@@ -116,6 +121,7 @@ fn message_json(m: &Message, outgoing: bool) -> Value {
         "content_type": m.content_type(),
         "text": m.display_text(),
         "outgoing": outgoing,
+        "protocol": m.protocol.as_str(),
     })
 }
 

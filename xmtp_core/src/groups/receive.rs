@@ -158,6 +158,7 @@ fn open_envelope(
         sent_ns: p.sent_ns,
         received_ns: now,
         content: content.encode_to_vec(),
+        conversation_kind: KIND_GROUP.into(),
     })?;
     if !inserted {
         return Ok(Outcome::Duplicate);

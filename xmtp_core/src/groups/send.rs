@@ -288,13 +288,16 @@ impl Client {
         Ok(())
     }
 
-    /// Sends content to a conversation: a group (by its id) or a peer (by
-    /// its address).
+    /// Sends content to a conversation: a group (by its id), a peer (by its
+    /// address), or an XMTP V1/V2 conversation (by its topic; answered over V2).
     pub async fn send_to_conversation(
         &self,
         conversation_id: &str,
         content: EncodedContent,
     ) -> Result<Message, ClientError> {
+        if conversation_id.starts_with("/xmtp/0/") {
+            return self.send_v2_to_topic(conversation_id, content).await;
+        }
         match parse_group_id(conversation_id) {
             Ok(_) => self.send_group(conversation_id, content).await,
             Err(_) => self.send(conversation_id, content).await,
@@ -390,6 +393,7 @@ impl Client {
                 sent_ns: now,
                 received_ns: now,
                 content: content.encode_to_vec(),
+                conversation_kind: KIND_GROUP.into(),
             })?;
             tx.touch_conversation(&conversation, KIND_GROUP, None, now, now)?;
             Ok(tx.message(&message_id)?.ok_or(StorageError::Corrupt {

@@ -22,6 +22,7 @@
 pub mod encrypted;
 mod groups;
 pub(crate) mod schema;
+mod v2;
 
 use std::{path::Path, sync::Mutex};
 
@@ -31,6 +32,7 @@ use zeroize::Zeroizing;
 use encrypted::ColumnCipher;
 pub use encrypted::{DatabaseKey, SealError};
 pub use groups::{BoundSession, GroupInboxRecord, OutboundGroupRecord, PendingGroupMessage};
+pub use v2::V2ConversationRecord;
 
 /// What went wrong in local storage.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,9 @@ pub struct MessageRecord {
     pub received_ns: u64,
     /// Encoded `EncodedContent`.
     pub content: Vec<u8>,
+    /// The kind of its conversation (`dm`, `group`, `v2`, `v1`); filled in
+    /// when read, ignored when inserted.
+    pub conversation_kind: String,
 }
 
 /// A stored conversation.
@@ -659,6 +664,26 @@ impl StorageTx<'_> {
         raw.into_iter().map(|r| self.open_message(r)).collect()
     }
 
+    /// A page of the messages of every conversation with `peer_address`
+    /// (direct over Olm, XMTP V2 and V1), merged by sent time.
+    pub fn messages_with_peer(
+        &self,
+        peer_address: &str,
+        page: &MessagePage,
+    ) -> Result<Vec<MessageRecord>, StorageError> {
+        let order = if page.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "{MESSAGE_COLUMNS} WHERE conversations.peer_address = ?1 AND conversations.kind != 'group' AND sent_ns > ?2 AND sent_ns < ?3 ORDER BY sent_ns {order}, seq {order} LIMIT ?4"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let after = page.sent_after_ns.map_or(-1, sql_ns);
+        let before = page.sent_before_ns.map_or(i64::MAX, sql_ns);
+        let limit = page.limit.map_or(-1, i64::from);
+        let rows = stmt.query_map(params![peer_address, after, before, limit], raw_message_row)?;
+        let raw: Vec<RawMessage> = rows.collect::<Result<_, _>>()?;
+        raw.into_iter().map(|r| self.open_message(r)).collect()
+    }
+
     /// Every conversation, most recently active first.
     pub fn conversations(&self) -> Result<Vec<ConversationRecord>, StorageError> {
         let mut stmt = self.tx.prepare_cached(
@@ -743,6 +768,7 @@ impl StorageTx<'_> {
             sent_ns: ns(r.sent_ns),
             received_ns: ns(r.received_ns),
             content,
+            conversation_kind: r.conversation_kind,
         })
     }
 
@@ -871,7 +897,9 @@ impl StorageTx<'_> {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "SELECT seq, message_id, conversation_id, sender_address, sender_installation, sent_ns, received_ns, content_sealed FROM messages";
+/// Message columns, with the kind of the message's conversation (no column
+/// name is shared by the two tables, so filters need no qualifier).
+const MESSAGE_COLUMNS: &str = "SELECT seq, message_id, conversation_id, sender_address, sender_installation, sent_ns, received_ns, content_sealed, coalesce(conversations.kind, 'dm') FROM messages LEFT JOIN conversations ON conversations.id = messages.conversation_id";
 
 struct RawMessage {
     seq: i64,
@@ -882,6 +910,7 @@ struct RawMessage {
     sent_ns: i64,
     received_ns: i64,
     content_sealed: Vec<u8>,
+    conversation_kind: String,
 }
 
 fn raw_message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawMessage> {
@@ -894,6 +923,7 @@ fn raw_message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawMessage> {
         sent_ns: r.get(5)?,
         received_ns: r.get(6)?,
         content_sealed: r.get(7)?,
+        conversation_kind: r.get(8)?,
     })
 }
 
@@ -938,6 +968,7 @@ mod tests {
             sent_ns: sent,
             received_ns: sent + 1,
             content: text.to_vec(),
+            conversation_kind: "dm".into(),
         }
     }
 

@@ -142,6 +142,20 @@ const MIGRATIONS: &[&str] = &[
         received_ns INTEGER NOT NULL
     );
     "#,
+    // v3: XMTP V1/V2 conversations (issue 10). The identity's private keys
+    // live in `secrets`; each V2 conversation's invitation (its key material)
+    // is sealed here. Their messages go to `messages`, their conversations to
+    // `conversations` (kinds `v2` and `v1`).
+    r#"
+    CREATE TABLE v2_conversations (
+        topic TEXT PRIMARY KEY,
+        peer_address TEXT NOT NULL,
+        context_id TEXT,
+        created_ns INTEGER NOT NULL,
+        invitation_sealed BLOB NOT NULL
+    );
+    CREATE INDEX v2_conversations_by_peer ON v2_conversations(peer_address, created_ns);
+    "#,
 ];
 
 /// The schema version this library writes.
