@@ -31,15 +31,6 @@ pub type QueriedEnvelopes<'a> = BoxStream<'a, Result<Envelope, ApiError>>;
 /// from a method is final for that call. Usable as `Arc<dyn XmtpApi>`.
 #[async_trait]
 pub trait XmtpApi: Send + Sync {
-    /// Sets the bearer token (XMTP's signed `Token`, base64, without the
-    /// `Bearer ` prefix) sent with later calls, or clears it with `None`. A
-    /// node started with `--require-auth` refuses publishes to XMTP V1/V2
-    /// topics without a valid one. The default ignores it (for APIs that do
-    /// not authenticate, such as in-process test doubles).
-    fn set_auth_token(&self, token: Option<String>) {
-        let _ = token;
-    }
-
     /// Publishes envelopes. Returns once the node has stored them durably.
     ///
     /// Idempotent: the node stores a duplicate envelope (same topic, timestamp
@@ -108,6 +99,25 @@ pub trait XmtpApi: Send + Sync {
 
     /// Publishes a wallet's revocation of one of its installations.
     async fn publish_revocation(&self, revocation: WalletRevocation) -> Result<(), ApiError>;
+
+    /// Sets (or, with `None`, clears) the XMTP authentication token sent with
+    /// later calls: the base64 encoding of an `xmtp.message_api.v1.Token`,
+    /// without the `Bearer ` prefix (make one with
+    /// `xmtp_cryptography::v2::authn::create_token` and encode it, or take
+    /// `bearer(&token)` minus its prefix). It is sent as
+    /// `authorization: Bearer <token>`.
+    ///
+    /// A node started with `--require-auth` refuses publishes on XMTP V1/V2
+    /// topics without a valid token with [`ApiError::Unauthenticated`];
+    /// publishes whose envelopes are all on `/xmtp/3/` topics need none.
+    /// Tokens expire an hour after their creation time: make a new one
+    /// before then. The token is shared by the clones of a client.
+    ///
+    /// The default implementation ignores the token, for implementations
+    /// that do not talk to a node (test doubles).
+    fn set_auth_token(&self, token: Option<String>) {
+        let _ = token;
+    }
 
     /// Every page of a query, following the node's cursors until the last one.
     /// The request's direction and page size are kept (descending, 100 per

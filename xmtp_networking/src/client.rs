@@ -8,9 +8,12 @@
 //! calls that open a subscription are retried the same way, the stream itself
 //! is not (see [`crate::ResilientSubscription`]). The channel reconnects by
 //! itself after the node goes away, so one client outlives node restarts.
-//! Cloning a client is cheap and shares the connection.
+//! Cloning a client is cheap and shares the connection, and the
+//! authentication token of [`XmtpApi::set_auth_token`], which is sent on
+//! every call once set.
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -42,6 +45,10 @@ use crate::{ApiError, ClientOptions, XmtpApi};
 /// The header that carries [`ClientOptions::app_version`].
 pub const APP_VERSION_HEADER: &str = "x-app-version";
 
+/// The header that carries the token of [`XmtpApi::set_auth_token`], as
+/// `Bearer <token>`.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+
 type Transport = InterceptedService<Channel, Headers>;
 
 /// A client of one XMTP node over gRPC.
@@ -51,6 +58,7 @@ pub struct GrpcClient {
     options: ClientOptions,
     messages: MessageApiClient<Transport>,
     keys: KeyApiClient<Transport>,
+    headers: Headers,
 }
 
 impl std::fmt::Debug for GrpcClient {
@@ -113,7 +121,7 @@ impl GrpcClient {
         let messages = MessageApiClient::with_interceptor(channel.clone(), headers.clone())
             .max_decoding_message_size(size)
             .max_encoding_message_size(size);
-        let keys = KeyApiClient::with_interceptor(channel, headers)
+        let keys = KeyApiClient::with_interceptor(channel, headers.clone())
             .max_decoding_message_size(size)
             .max_encoding_message_size(size);
         Ok(Self {
@@ -121,6 +129,7 @@ impl GrpcClient {
             options,
             messages,
             keys,
+            headers,
         })
     }
 
@@ -194,6 +203,8 @@ fn endpoint(url: &str, options: &ClientOptions) -> Result<Endpoint, ApiError> {
 #[derive(Clone)]
 struct Headers {
     app_version: Option<MetadataValue<Ascii>>,
+    /// `Bearer <token>`, shared by the clones of a client.
+    authorization: Arc<RwLock<Option<MetadataValue<Ascii>>>>,
 }
 
 impl Headers {
@@ -207,7 +218,26 @@ impl Headers {
                 })
             })
             .transpose()?;
-        Ok(Self { app_version })
+        Ok(Self {
+            app_version,
+            authorization: Arc::default(),
+        })
+    }
+
+    /// Sets or clears the token. A token that is not a header value (base64
+    /// always is) is dropped with a warning; the token itself is not logged.
+    fn set_token(&self, token: Option<&str>) {
+        let value = token.and_then(|token| {
+            let parsed = format!("Bearer {}", token.trim()).parse::<MetadataValue<Ascii>>();
+            if parsed.is_err() {
+                tracing::warn!("authentication token is not a valid header value; not sent");
+            }
+            parsed.ok()
+        });
+        *self
+            .authorization
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
     }
 }
 
@@ -220,6 +250,14 @@ impl Interceptor for Headers {
             request
                 .metadata_mut()
                 .insert(APP_VERSION_HEADER, version.clone());
+        }
+        let authorization = self
+            .authorization
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(value) = authorization {
+            request.metadata_mut().insert(AUTHORIZATION_HEADER, value);
         }
         Ok(request)
     }
@@ -415,6 +453,10 @@ impl XmtpApi for GrpcClient {
         .await
         .map(drop)
     }
+
+    fn set_auth_token(&self, token: Option<String>) {
+        self.headers.set_token(token.as_deref());
+    }
 }
 
 #[cfg(test)]
@@ -472,7 +514,40 @@ mod tests {
             .call(tonic::Request::new(()))
             .unwrap()
             .metadata()
+            .get(AUTHORIZATION_HEADER)
+            .is_none());
+        assert!(none
+            .call(tonic::Request::new(()))
+            .unwrap()
+            .metadata()
             .get(APP_VERSION_HEADER)
+            .is_none());
+    }
+
+    #[test]
+    fn auth_token_is_shared_by_clones_and_can_be_cleared() {
+        let headers = Headers::new(None).unwrap();
+        let mut clone = headers.clone();
+        headers.set_token(Some("dG9rZW4="));
+        let request = clone.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get(AUTHORIZATION_HEADER).unwrap(),
+            "Bearer dG9rZW4="
+        );
+        headers.set_token(Some("bad\ntoken"));
+        assert!(clone
+            .call(tonic::Request::new(()))
+            .unwrap()
+            .metadata()
+            .get(AUTHORIZATION_HEADER)
+            .is_none());
+        headers.set_token(Some("dG9rZW4="));
+        headers.set_token(None);
+        assert!(clone
+            .call(tonic::Request::new(()))
+            .unwrap()
+            .metadata()
+            .get(AUTHORIZATION_HEADER)
             .is_none());
     }
 }

@@ -55,10 +55,20 @@ pub enum ApiError {
     #[error("the call did not complete in time: {0}; retry, or raise the request timeout")]
     DeadlineExceeded(String),
 
-    /// The node requires authentication that the request lacked or that was
-    /// invalid. Not retryable without new credentials.
-    #[error("the node refused the request as unauthenticated: {0}; supply valid credentials")]
+    /// The node requires an XMTP authentication token that the request
+    /// lacked, or the token was invalid or expired (a node started with
+    /// `--require-auth`, for publishes on XMTP V1/V2 topics). Not retried:
+    /// set a fresh token with [`crate::XmtpApi::set_auth_token`], then retry.
+    #[error(
+        "the node requires a valid authentication token: {0}; make a fresh token (xmtp_cryptography::v2::authn::create_token), set it with XmtpApi::set_auth_token, then retry"
+    )]
     Unauthenticated(String),
+
+    /// The node authenticated the request but does not allow it (a token's
+    /// wallet publishing on another wallet's `contact-` or `privatestore-`
+    /// topic). Not retryable; change the request or the token's wallet.
+    #[error("the node does not allow this request: {0}; a wallet may publish only on its own contact and privatestore topics")]
+    PermissionDenied(String),
 
     /// The node does not know what was asked for.
     #[error("not found on the node: {0}")]
@@ -113,6 +123,7 @@ impl ApiError {
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotFound(_) => Code::NotFound,
             Self::Internal { code, .. } => *code,
             Self::Decode(_) => Code::Internal,
@@ -131,7 +142,8 @@ impl From<tonic::Status> for ApiError {
             // request could be sent, which is as safe to retry.
             Code::Unavailable | Code::Aborted | Code::Cancelled => Self::Unavailable(message),
             Code::DeadlineExceeded => Self::DeadlineExceeded(message),
-            Code::Unauthenticated | Code::PermissionDenied => Self::Unauthenticated(message),
+            Code::Unauthenticated => Self::Unauthenticated(message),
+            Code::PermissionDenied => Self::PermissionDenied(message),
             Code::NotFound => Self::NotFound(message),
             code => Self::Internal { code, message },
         }
@@ -150,6 +162,7 @@ mod tests {
             (Code::Unavailable, "Unavailable"),
             (Code::DeadlineExceeded, "DeadlineExceeded"),
             (Code::Unauthenticated, "Unauthenticated"),
+            (Code::PermissionDenied, "PermissionDenied"),
             (Code::NotFound, "NotFound"),
             (Code::Internal, "Internal"),
             (Code::Unknown, "Internal"),
@@ -205,6 +218,8 @@ mod tests {
             Code::ResourceExhausted,
             Code::NotFound,
             Code::Internal,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
         ] {
             assert_eq!(ApiError::from(tonic::Status::new(code, "")).code(), code);
         }

@@ -43,7 +43,7 @@ mod subscription;
 mod testing;
 
 pub use api::{EnvelopeStream, PageStream, QueriedEnvelopes, XmtpApi};
-pub use client::{GrpcClient, APP_VERSION_HEADER};
+pub use client::{GrpcClient, APP_VERSION_HEADER, AUTHORIZATION_HEADER};
 pub use error::ApiError;
 pub use limits::MAX_BATCH_QUERIES;
 pub use options::ClientOptions;

@@ -166,6 +166,7 @@ fn can_reconnect(error: &ApiError) -> bool {
         error,
         ApiError::InvalidArgument(_)
             | ApiError::Unauthenticated(_)
+            | ApiError::PermissionDenied(_)
             | ApiError::NotFound(_)
             | ApiError::InvalidUrl { .. }
     )
