@@ -2,7 +2,7 @@
 // xmtp-js clients with random wallets, and the `xmtp` CLI run as a child process.
 //
 // Binaries: $XMTP_NODE_BIN and $XMTP_CLI_BIN, else target/debug/{xmtp-node,xmtp} of this
-// repository (dev/test.d/30-xmtp-js builds them).
+// repository (dev/test.d/30-xmtp-js builds them). $XMTP_INTEROP_NODE_ARGS adds flags to every node.
 "use strict";
 
 const { spawn, execFile } = require("node:child_process");
@@ -41,6 +41,8 @@ async function startNode({ extraArgs = [] } = {}) {
       "--db", path.join(dir, "node.db3"),
       "--shutdown-grace-secs", "1",
       ...extraArgs,
+      // Extra flags for every node of a run, e.g. XMTP_INTEROP_NODE_ARGS=--require-auth.
+      ...(process.env.XMTP_INTEROP_NODE_ARGS || "").split(/\s+/).filter(Boolean),
     ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } },
   );
