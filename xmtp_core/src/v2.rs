@@ -253,6 +253,9 @@ impl Client {
                 let sealed = identity::store_identity(wallet.as_ref(), &bundle)
                     .await
                     .map_err(wallet_or_v2)?;
+                // A node that requires authentication wants the new
+                // identity's token on this publish already.
+                self.renew_token(&V2State::new(bundle.clone())?)?;
                 self.inner
                     .api
                     .publish(vec![Envelope {
@@ -322,15 +325,27 @@ impl Client {
             })
         });
         if !current {
+            // The legacy (V1) bundle for V1-era clients, then the V2 bundle,
+            // newest, which current SDKs read first (given a V1 bundle only,
+            // xmtp-js would start a V1 conversation).
             let public = state.v1.public_bundle().map_err(V2Error::from)?;
             self.renew_token(state)?;
+            let now = now_ns();
+            let contact_topic = topic::contact_topic(&address);
             self.inner
                 .api
-                .publish(vec![Envelope {
-                    content_topic: topic::contact_topic(&address),
-                    timestamp_ns: now_ns(),
-                    message: contact::encode_v1(&public),
-                }])
+                .publish(vec![
+                    Envelope {
+                        content_topic: contact_topic.clone(),
+                        timestamp_ns: now,
+                        message: contact::encode_v1(&public),
+                    },
+                    Envelope {
+                        content_topic: contact_topic,
+                        timestamp_ns: now + 1,
+                        message: contact::encode_v2(state.v2.public_bundle().proto()),
+                    },
+                ])
                 .await?;
         }
         Ok(())

@@ -179,9 +179,9 @@ async fn identity_is_recovered_from_the_private_store_by_a_new_client() {
         other.enable_v2().await.unwrap().origin,
         V2IdentityOrigin::Created
     );
-    // The contact bundle was published once per identity.
+    // The contact bundles (legacy and V2) were published once per identity.
     let contacts = all(&api, topic::contact_topic(&wallet.address())).await;
-    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts.len(), 2);
     node.shutdown().await;
 }
 
@@ -273,11 +273,15 @@ async fn our_client_and_an_xmtp_only_user_talk_both_ways() {
 
     // A V1 message from the peer (published to the V1 topic and Alice's intro
     // topic, as XMTP's V1 clients did) is read as V1.
-    let alice_bundle = all(&api, topic::contact_topic(&alice_address)).await;
-    let alice_contact =
-        contact::Contact::decode_for(&alice_bundle[0].message, &alice_address).unwrap();
-    let contact::Contact::V1(alice_v1) = alice_contact else {
-        panic!("our client publishes a V1 contact bundle, as xmtp-js does");
+    // Our client publishes its legacy bundle (for V1-era clients), then its
+    // V2 bundle (newest, read first by current SDKs).
+    let alice_bundles = all(&api, topic::contact_topic(&alice_address)).await;
+    assert_eq!(alice_bundles.len(), 2);
+    let newest = contact::Contact::decode_for(&alice_bundles[1].message, &alice_address).unwrap();
+    assert!(matches!(newest, contact::Contact::V2(_)));
+    let oldest = contact::Contact::decode_for(&alice_bundles[0].message, &alice_address).unwrap();
+    let contact::Contact::V1(alice_v1) = oldest else {
+        panic!("the legacy bundle comes first");
     };
     let v1 = message::encode_v1(
         &mut OsRng,
@@ -428,5 +432,39 @@ async fn v2_needs_enabling_and_a_contact() {
             .await,
         Err(ClientError::V2(V2Error::NoContact(_)))
     ));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn clients_work_with_a_node_that_requires_auth() {
+    let node = xmtp_node::Node::start(xmtp_node::NodeConfig::default().with_require_auth(true))
+        .await
+        .unwrap();
+    let alice = client(&node, &LocalWallet::random()).await;
+    let bob = client(&node, &LocalWallet::random()).await;
+    // Our own protocol (all /xmtp/3/ topics) needs no token.
+    alice.send_text(&bob.address(), "olm").await.unwrap();
+    // V2 publishes (privatestore, contact, invitations, messages) carry one.
+    alice.enable_v2().await.unwrap();
+    bob.enable_v2().await.unwrap();
+    alice.send_v2_text(&bob.address(), "v2").await.unwrap();
+    bob.sync().await.unwrap();
+    let texts: Vec<_> = bob
+        .messages_with(&alice.address(), &MessagePage::default())
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.text())
+        .collect();
+    assert_eq!(texts, vec!["olm", "v2"]);
+    // Without a token, a V2 publish is refused.
+    let api = api(&node).await;
+    let refused = api
+        .publish(vec![Envelope {
+            content_topic: topic::contact_topic(&LocalWallet::random().address()),
+            timestamp_ns: now_ns(),
+            message: vec![1, 2, 3],
+        }])
+        .await;
+    assert!(refused.is_err());
     node.shutdown().await;
 }
