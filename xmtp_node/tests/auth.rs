@@ -529,3 +529,37 @@ async fn binary_requires_tokens_when_the_environment_says_so() {
         drop(proc);
     }
 }
+
+#[tokio::test]
+async fn bad_tokens_are_charged_to_the_rate_limit_before_they_are_checked() {
+    let node = Node::start(NodeConfig {
+        publish_limit: xmtp_node::BucketConfig {
+            per_second: 0.001,
+            burst: 3.0,
+        },
+        ..NodeConfig::default().with_require_auth(true)
+    })
+    .await
+    .unwrap();
+    for t in 1..=3 {
+        let (status, _) = http_publish(&node, Some("Bearer garbage"), &[V0_TOPIC], t).await;
+        assert_eq!(status, 401);
+    }
+    // The burst is spent: refused before the token is looked at.
+    assert_refused(
+        &http_publish(&node, Some("Bearer garbage"), &[V0_TOPIC], 4).await,
+        429,
+        Code::ResourceExhausted,
+        "",
+    );
+    let (_, _, bearer) = fresh_token();
+    assert_refused(
+        &http_publish(&node, Some(&bearer), &[V0_TOPIC], 5).await,
+        429,
+        Code::ResourceExhausted,
+        "",
+    );
+    assert_eq!(metric(&node, "xmtp_node_unauthenticated_total").await, 3);
+    assert_eq!(metric(&node, "xmtp_node_rate_limited_total").await, 2);
+    node.shutdown().await;
+}

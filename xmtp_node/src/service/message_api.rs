@@ -70,8 +70,11 @@ impl MessageService {
 
     /// Stores the envelopes durably, then acknowledges. `authorization` is
     /// the request's `authorization` metadata or header, read only when the
-    /// node requires tokens ([`crate::auth`]); the token is checked before
-    /// anything else, as XMTP's node does.
+    /// node requires tokens ([`crate::auth`]). A publish that needs a token
+    /// is charged to the rate limit first (so that a flood of bad tokens
+    /// costs no signature checks beyond the limit), then its token is checked,
+    /// then the envelopes, as XMTP's node ordered it; other publishes are
+    /// checked, then charged.
     pub async fn publish(
         &self,
         client: Client,
@@ -80,6 +83,11 @@ impl MessageService {
     ) -> Result<PublishResponse, ApiError> {
         let start = Instant::now();
         let s = &self.shared;
+        let cost = u32::try_from(req.envelopes.len()).unwrap_or(u32::MAX);
+        let needs_token = s.auth.required() && crate::auth::requires_token(&req);
+        if needs_token {
+            s.charge(&s.publish_limiter, client, cost.max(1))?;
+        }
         s.authenticate(client, authorization, &req)?;
         if req.envelopes.is_empty() {
             return Err(s.invalid("publish request has no envelopes".into()));
@@ -99,8 +107,9 @@ impl MessageService {
                 )));
             }
         }
-        let cost = u32::try_from(req.envelopes.len()).unwrap_or(u32::MAX);
-        s.charge(&s.publish_limiter, client, cost)?;
+        if !needs_token {
+            s.charge(&s.publish_limiter, client, cost)?;
+        }
         let outcome = s.store.publish(req.envelopes).await?;
         Metrics::inc(&s.metrics.publishes);
         s.metrics
