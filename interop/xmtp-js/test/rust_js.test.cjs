@@ -102,7 +102,6 @@ describe("Rust (xmtp CLI) <-> xmtp-js over V2", { timeout: 8 * TEST_TIMEOUT }, (
     "xmtp-js's default conversation with a Rust user is V2",
     {
       timeout: TEST_TIMEOUT,
-      todo: "xmtp_core publishes only the legacy (V1) contact bundle, so xmtp-js 13 falls back to V1; xmtp-js itself publishes the V1 bundle, then the V2 one",
     },
     async () => {
       const contact = await js.getUserContact(rust.address);

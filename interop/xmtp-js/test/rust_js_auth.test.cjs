@@ -22,7 +22,6 @@ test(
   "a new CLI wallet registers and talks with xmtp-js through a node that requires tokens",
   {
     timeout: TEST_TIMEOUT,
-    todo: "xmtp_core's enable_v2 publishes a new identity to privatestore before it sets a token (renew_token comes after), so the node refuses it (Unauthenticated)",
   },
   async () => {
     const rust = h.cliUser(node);
