@@ -151,8 +151,8 @@ fn bench_v2_decrypt(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
-    // Ten samples of one iteration each, with room to spare.
-    let budget = |pass: Duration| pass.mul_f64(12.0).max(Duration::from_secs(3));
+    // Ten samples of one iteration each, with room for a noisy machine.
+    let budget = |pass: Duration| pass.mul_f64(15.0).max(Duration::from_secs(3));
     group.measurement_time(budget(pass_cached));
     group.bench_function("ours_cached", |b| b.iter(|| read_cached(&loaded.messages)));
     group.measurement_time(budget(pass_uncached));
