@@ -468,3 +468,35 @@ async fn clients_work_with_a_node_that_requires_auth() {
     assert!(refused.is_err());
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_agent_answers_v2_messages_over_v2() {
+    use xmtp_core::agent::{Agent, HandlerError, MessageContext};
+    let node = start_node().await;
+    let agent_client = client(&node, &LocalWallet::random()).await;
+    agent_client.enable_v2().await.unwrap();
+    let agent_address = agent_client.address();
+    let running = Agent::from_client(agent_client)
+        .start(|ctx: MessageContext| async move {
+            let text = ctx.text().unwrap_or_default();
+            ctx.reply(&format!("echo: {text}")).await?;
+            Ok::<(), HandlerError>(())
+        })
+        .await
+        .unwrap();
+    let user = client(&node, &LocalWallet::random()).await;
+    user.enable_v2().await.unwrap();
+    let mut stream = user.stream_messages().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    user.send_v2_text(&agent_address, "ping").await.unwrap();
+    let reply = loop {
+        let m = next(&mut stream).await;
+        if m.sender_address == agent_address {
+            break m;
+        }
+    };
+    assert_eq!(reply.text().as_deref(), Some("echo: ping"));
+    assert_eq!(reply.protocol, Protocol::V2);
+    running.stop().await.unwrap();
+    node.shutdown().await;
+}

@@ -8,7 +8,9 @@
 //! `XMTP_WALLET_KEY` (hex) for a fixed identity, else an ephemeral one;
 //! `XMTP_DB` and `XMTP_DB_KEY` (hex) to keep state in a file, so that a
 //! restarted agent neither loses nor repeats a message (else in memory).
-//! Stop it with Ctrl-C. Talk to it with `xmtp send <its address> <text>`.
+//! Stop it with Ctrl-C. Talk to it with `xmtp send <its address> <text>`,
+//! or from XMTP's own SDKs: it enables XMTP V2 too, and answers each message
+//! over the protocol it came by.
 
 use std::sync::Arc;
 
@@ -65,6 +67,14 @@ async fn main() -> Result<()> {
         .build()
         .await
         .with_context(|| format!("cannot start the agent on {node}"))?;
+    match agent.client().enable_v2().await {
+        Ok(identity) => tracing::info!(
+            identity_key = %identity.identity_key,
+            origin = identity.origin.as_str(),
+            "reachable over XMTP V2 too"
+        ),
+        Err(e) => tracing::warn!(error = %e, "XMTP V2 is not available; answering over Olm only"),
+    }
     println!("echo agent listening at {}", agent.address());
     let running = agent.start(answer).await?;
     tokio::signal::ctrl_c().await?;
