@@ -72,6 +72,8 @@ const MAX_RECOVERY_TRIES: usize = 3;
 /// A bearer token is renewed when it is older than this (XMTP's SDKs renew
 /// theirs hourly).
 const TOKEN_RENEW_NS: u64 = 30 * 60 * 1_000_000_000;
+/// Envelopes a sync asks for per page (the node's maximum).
+const SYNC_PAGE: u32 = 100;
 
 /// Why an XMTP V1/V2 operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -653,12 +655,47 @@ impl Client {
             .sync_topic(&state, topic::intro_topic(&address))
             .await?;
         add(&mut summary, intro);
-        let topics = self.v2_topics()?;
-        for t in topics.into_iter().skip(2) {
-            let s = self.sync_topic(&state, t).await?;
-            add(&mut summary, s);
+        // Every conversation topic's first page in batched queries; only a
+        // topic whose page came back full is paged on its own.
+        let topics: Vec<String> = self.v2_topics()?.into_iter().skip(2).collect();
+        let requests = topics
+            .iter()
+            .map(|t| self.sync_request(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let responses = self.inner.api.batch_query(requests).await?;
+        for (t, response) in topics.into_iter().zip(responses) {
+            let full = response.envelopes.len() >= SYNC_PAGE as usize;
+            for envelope in &response.envelopes {
+                summary.envelopes += 1;
+                count(&mut summary, self.accept_v2(&state, envelope)?);
+            }
+            if full {
+                let s = self.sync_topic(&state, t).await?;
+                add(&mut summary, s);
+            }
         }
+        self.notify_stored();
         Ok(summary)
+    }
+
+    /// The first page of a topic from its cursor, minus the look-back.
+    fn sync_request(&self, topic: &str) -> Result<QueryRequest, ClientError> {
+        let cursor = self.inner.storage.transaction(|tx| tx.cursor(topic))?;
+        let lookback =
+            u64::try_from(self.inner.options.sync_lookback.as_nanos()).unwrap_or(u64::MAX);
+        let start = cursor
+            .map(|c| c.saturating_sub(lookback).max(1))
+            .unwrap_or(0);
+        Ok(QueryRequest {
+            content_topics: vec![topic.to_owned()],
+            start_time_ns: start,
+            end_time_ns: 0,
+            paging_info: Some(PagingInfo {
+                limit: SYNC_PAGE,
+                cursor: None,
+                direction: SortDirection::Ascending as i32,
+            }),
+        })
     }
 
     async fn sync_invites(&self, state: &V2State) -> Result<SyncSummary, ClientError> {
@@ -667,31 +704,12 @@ impl Client {
     }
 
     async fn sync_topic(&self, state: &V2State, topic: String) -> Result<SyncSummary, ClientError> {
-        let cursor = self.inner.storage.transaction(|tx| tx.cursor(&topic))?;
-        let lookback =
-            u64::try_from(self.inner.options.sync_lookback.as_nanos()).unwrap_or(u64::MAX);
-        let start = cursor
-            .map(|c| c.saturating_sub(lookback).max(1))
-            .unwrap_or(0);
-        let request = QueryRequest {
-            content_topics: vec![topic],
-            start_time_ns: start,
-            end_time_ns: 0,
-            paging_info: Some(PagingInfo {
-                limit: 100,
-                cursor: None,
-                direction: SortDirection::Ascending as i32,
-            }),
-        };
+        let request = self.sync_request(&topic)?;
         let mut summary = SyncSummary::default();
         let mut envelopes = self.inner.api.query_envelopes(request);
         while let Some(envelope) = envelopes.next().await {
             summary.envelopes += 1;
-            match self.accept_v2(state, &envelope?)? {
-                V2Accepted::Message(_) => summary.new_messages += 1,
-                V2Accepted::Failed(_) => summary.failed += 1,
-                V2Accepted::Conversation | V2Accepted::Duplicate => {}
-            }
+            count(&mut summary, self.accept_v2(state, &envelope?)?);
         }
         drop(envelopes);
         self.notify_stored();
@@ -747,6 +765,14 @@ impl Client {
             tx.advance_cursor(&envelope.content_topic, envelope.timestamp_ns.min(now))?;
             Ok::<_, ClientError>(result)
         })
+    }
+}
+
+fn count(summary: &mut SyncSummary, accepted: V2Accepted) {
+    match accepted {
+        V2Accepted::Message(_) => summary.new_messages += 1,
+        V2Accepted::Failed(_) => summary.failed += 1,
+        V2Accepted::Conversation | V2Accepted::Duplicate => {}
     }
 }
 

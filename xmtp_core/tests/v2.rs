@@ -500,3 +500,65 @@ async fn an_agent_answers_v2_messages_over_v2() {
     running.stop().await.unwrap();
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn sync_reads_many_conversations_and_long_topics() {
+    let node = start_node().await;
+    let api = api(&node).await;
+    let alice = client(&node, &LocalWallet::random()).await;
+    alice.enable_v2().await.unwrap();
+    // Three XMTP-only peers; the first writes more than a page (100).
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        let peer = XmtpOnly::new(&api).await;
+        alice.send_v2_text(&peer.address(), "hi").await.unwrap();
+        peers.push(peer);
+    }
+    let mut expected = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let peer_v2 = peer.keys.to_v2().unwrap();
+        let invites = all(&api, topic::invite_topic(&peer.wallet.address())).await;
+        let opened =
+            invitation::open(&peer_v2, &invites[0].message, Some(invites[0].timestamp_ns)).unwrap();
+        let key = invitation::key_material(&opened.invitation)
+            .unwrap()
+            .to_vec();
+        let conversation = opened.invitation.topic.clone();
+        let count = if i == 0 { 130 } else { 2 };
+        let t = now_ns();
+        let envelopes: Vec<Envelope> = (0..count)
+            .map(|n| {
+                let at = t + n;
+                let m = message::encode_v2(
+                    &mut OsRng,
+                    &peer_v2,
+                    &conversation,
+                    &key,
+                    at,
+                    &encode_text(&format!("{i}-{n}")).encode_to_vec(),
+                    Some(true),
+                )
+                .unwrap();
+                Envelope {
+                    content_topic: conversation.clone(),
+                    timestamp_ns: at,
+                    message: m.bytes,
+                }
+            })
+            .collect();
+        api.publish(envelopes).await.unwrap();
+        expected.push(count as usize + 1);
+    }
+    let summary = alice.sync().await.unwrap();
+    assert_eq!(summary.failed, 0);
+    assert_eq!(summary.new_messages, 134, "{summary:?}");
+    for (peer, n) in peers.iter().zip(expected) {
+        let history = alice
+            .messages_with(&peer.address(), &MessagePage::default())
+            .unwrap();
+        assert_eq!(history.len(), n);
+    }
+    // A second sync finds nothing new.
+    assert_eq!(alice.sync().await.unwrap().new_messages, 0);
+    node.shutdown().await;
+}
