@@ -16,7 +16,7 @@ use crate::{
     error::FfiError,
     records::{
         FfiConversation, FfiGroup, FfiInstallation, FfiMessage, FfiPaging, FfiSealed,
-        FfiSyncSummary,
+        FfiSyncSummary, FfiV2Identity,
     },
     signer::{FfiWalletSigner, ForeignWallet},
     stream::{FfiMessageCallback, FfiStreamHandle},
@@ -150,7 +150,8 @@ impl FfiClient {
             .collect())
     }
 
-    /// A page of a conversation's messages (its id: the peer's address);
+    /// A page of a conversation's messages (its id: the peer's address, or
+    /// an XMTP V1/V2 conversation's topic; `messages_with` merges them all);
     /// all of them, oldest first, without `paging`.
     #[uniffi::method(default(paging = None))]
     pub fn messages(
@@ -330,6 +331,65 @@ impl FfiClient {
             .client
             .decrypt(&nonce, &ciphertext, &from_address)
             .await?)
+    }
+
+    /// Enables XMTP V1/V2, to talk to the users of XMTP's SDKs: loads the
+    /// wallet's XMTP identity from the database, else recovers it from the
+    /// node (the wallet signs "XMTP : Enable Identity"), else creates one (the
+    /// wallet signs "XMTP : Create Identity" and "Enable Identity") and
+    /// stores it there, encrypted, for the wallet's other clients; then
+    /// publishes its contact bundle. Once enabled, `sync`, `stream` and
+    /// `list_conversations` include V1/V2 conversations. Throws `Wallet` when
+    /// the wallet is needed and cannot sign.
+    pub async fn enable_v2(&self) -> Result<FfiV2Identity, FfiError> {
+        Ok(self.client.enable_v2().await?.into())
+    }
+
+    /// This client's XMTP V1/V2 identity (origin `Loaded`), or `None` before
+    /// `enable_v2`.
+    pub fn v2_identity(&self) -> Option<FfiV2Identity> {
+        self.client.v2_identity().map(FfiV2Identity::from)
+    }
+
+    /// Whether an address can be reached over XMTP V2 (it published a valid
+    /// XMTP contact bundle). Does not need `enable_v2`.
+    pub async fn can_message_v2(&self, address: String) -> Result<bool, FfiError> {
+        Ok(self.client.can_message_v2(&address).await?)
+    }
+
+    /// Sends text to an address over XMTP V2 (no forward secrecy), starting
+    /// the conversation if there is none; returns the message id. Throws
+    /// `InvalidConfiguration` before `enable_v2`, `PeerNotRegistered` when the
+    /// address has no XMTP contact bundle, and `Queued` like `send`.
+    pub async fn send_v2(&self, peer_address: String, text: String) -> Result<String, FfiError> {
+        Ok(self.client.send_v2_text(&peer_address, &text).await?.id)
+    }
+
+    /// Sends text to an address over the best protocol both sides share:
+    /// Olm (like `send`) when the peer has installations of this library,
+    /// else XMTP V2 when V2 is enabled here and the peer has an XMTP contact
+    /// bundle, else throws `PeerNotRegistered`. Returns the message id; its
+    /// `protocol` (see `message(id)`) says which was used.
+    pub async fn send_auto(&self, peer_address: String, text: String) -> Result<String, FfiError> {
+        Ok(self.client.send_text_auto(&peer_address, &text).await?.id)
+    }
+
+    /// A page of every message with an address over every protocol (Olm,
+    /// XMTP V2 and V1) merged by sent time; each says its `protocol`. All of
+    /// them, oldest first, without `paging`.
+    #[uniffi::method(default(paging = None))]
+    pub fn messages_with(
+        &self,
+        peer_address: String,
+        paging: Option<FfiPaging>,
+    ) -> Result<Vec<FfiMessage>, FfiError> {
+        let page = paging.unwrap_or_default().into();
+        Ok(self
+            .client
+            .messages_with(&peer_address, &page)?
+            .into_iter()
+            .map(FfiMessage::from)
+            .collect())
     }
 }
 

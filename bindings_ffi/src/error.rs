@@ -33,7 +33,8 @@ pub enum FfiError {
         /// What was wrong.
         message: String,
     },
-    /// A setting is missing or malformed (node URL, database key...).
+    /// A setting is missing or malformed (node URL, database key...), or a
+    /// feature is used before it is enabled (`send_v2` before `enable_v2`).
     #[error("{message}")]
     InvalidConfiguration {
         /// What was wrong.
@@ -58,7 +59,8 @@ pub enum FfiError {
         /// What was wrong.
         message: String,
     },
-    /// The peer has no registered installation yet.
+    /// The peer has no registered installation yet (for `send_v2`: no XMTP
+    /// contact bundle; for `send_auto`: neither).
     #[error("{message}")]
     PeerNotRegistered {
         /// What was wrong.
@@ -231,6 +233,22 @@ mod tests {
         assert!(matches!(
             FfiError::from(ClientError::NoWallet),
             FfiError::Wallet { .. }
+        ));
+    }
+
+    #[test]
+    fn v2_errors_map_to_what_the_caller_can_do() {
+        assert!(matches!(
+            FfiError::from(ClientError::V2(V2Error::NotEnabled)),
+            FfiError::InvalidConfiguration { message } if message.contains("enable_v2")
+        ));
+        assert!(matches!(
+            FfiError::from(ClientError::V2(V2Error::NoContact("0xab".into()))),
+            FfiError::PeerNotRegistered { message } if message.contains("0xab")
+        ));
+        assert!(matches!(
+            FfiError::from(ClientError::UnknownConversation("/xmtp/0/m-x".into())),
+            FfiError::Group { .. }
         ));
     }
 

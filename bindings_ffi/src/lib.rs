@@ -15,6 +15,11 @@
 //!   [`FfiLocalWallet`], a local key for tests.
 //! - Records ([`FfiMessage`], [`FfiConversation`], ...) and the typed
 //!   exception [`FfiError`].
+//! - XMTP V1/V2, to talk to the users of XMTP's SDKs: `enable_v2` ->
+//!   [`FfiV2Identity`], `v2_identity`, `can_message_v2`, `send_v2`,
+//!   `send_auto` (Olm when the peer has our installations, else V2) and
+//!   `messages_with` (every protocol); each [`FfiMessage`] says its
+//!   [`FfiProtocol`].
 //! - `FfiClient.start_agent` (a foreign [`FfiAgentHandler`] answers each new
 //!   message) -> [`FfiAgentHandle`].
 //! - [`set_logger`]: the library's `tracing` logs to a foreign [`FfiLogger`].
@@ -61,7 +66,7 @@ pub use error::{FfiCallbackError, FfiError, FfiSignerError};
 pub use logging::{clear_logger, set_logger, FfiLogLevel, FfiLogger};
 pub use records::{
     text_content_type, FfiConversation, FfiGroup, FfiInstallation, FfiMessage, FfiPaging,
-    FfiSealed, FfiSyncSummary,
+    FfiProtocol, FfiSealed, FfiSyncSummary, FfiV2Identity, FfiV2IdentityOrigin,
 };
 pub use signer::{recover_signer, FfiLocalWallet, FfiWalletSigner};
 pub use stream::{FfiMessageCallback, FfiStreamHandle};

@@ -6,9 +6,34 @@
 //! the Unix epoch; ids are lowercase hex; addresses are EIP-55.
 
 use xmtp_core::{
-    ContentType, Conversation, Group, Installation, Message, MessagePage, SealedMessage,
-    SyncSummary,
+    ContentType, Conversation, Group, Installation, Message, MessagePage, Protocol, SealedMessage,
+    SyncSummary, V2Identity, V2IdentityOrigin,
 };
+
+/// The protocol a message travelled over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum FfiProtocol {
+    /// A direct message over this library's Olm double-ratchet sessions.
+    Olm,
+    /// A group message over this library's Megolm sessions.
+    Megolm,
+    /// XMTP V2: a conversation key that never changes (no forward secrecy).
+    V2,
+    /// XMTP V1: static Diffie-Hellman between two identities (no forward
+    /// secrecy); read only, replies go over V2.
+    V1,
+}
+
+impl From<Protocol> for FfiProtocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Olm => Self::Olm,
+            Protocol::Megolm => Self::Megolm,
+            Protocol::V2 => Self::V2,
+            Protocol::V1 => Self::V1,
+        }
+    }
+}
 
 /// A message of a conversation, as stored on this installation.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -33,6 +58,8 @@ pub struct FfiMessage {
     pub fallback: Option<String>,
     /// The encoded content bytes, for custom content types.
     pub content: Vec<u8>,
+    /// The protocol it travelled over.
+    pub protocol: FfiProtocol,
 }
 
 impl From<Message> for FfiMessage {
@@ -48,6 +75,7 @@ impl From<Message> for FfiMessage {
             sent_ns: m.sent_ns,
             received_ns: m.received_ns,
             content: m.content.content,
+            protocol: m.protocol.into(),
         }
     }
 }
@@ -55,9 +83,11 @@ impl From<Message> for FfiMessage {
 /// A conversation with its newest message.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct FfiConversation {
-    /// Its id: for a direct conversation, the peer's address.
+    /// Its id: for a direct conversation, the peer's address; for an XMTP
+    /// V1/V2 conversation, its topic.
     pub id: String,
-    /// `"dm"` for a direct conversation.
+    /// `"dm"` for a direct conversation (Olm), `"v2"` or `"v1"` for an XMTP
+    /// V2 or V1 conversation with the peer.
     pub kind: String,
     /// The peer's address, for a direct conversation.
     pub peer_address: Option<String>,
@@ -209,6 +239,47 @@ impl From<SealedMessage> for FfiSealed {
     }
 }
 
+/// Where this client's XMTP V1/V2 identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum FfiV2IdentityOrigin {
+    /// Made now (the wallet signed twice) and stored, encrypted, on the node
+    /// for the wallet's other clients.
+    Created,
+    /// Recovered from the node, where another client of the wallet (ours or
+    /// one of XMTP's SDKs) stored it (the wallet signed once).
+    Recovered,
+    /// Already in this client's database (no signature).
+    Loaded,
+}
+
+impl From<V2IdentityOrigin> for FfiV2IdentityOrigin {
+    fn from(o: V2IdentityOrigin) -> Self {
+        match o {
+            V2IdentityOrigin::Created => Self::Created,
+            V2IdentityOrigin::Recovered => Self::Recovered,
+            V2IdentityOrigin::Loaded => Self::Loaded,
+        }
+    }
+}
+
+/// This client's XMTP V1/V2 identity (its public part).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FfiV2Identity {
+    /// The identity key: an uncompressed secp256k1 point, 130 hex digits.
+    pub identity_key: String,
+    /// Where it came from.
+    pub origin: FfiV2IdentityOrigin,
+}
+
+impl From<V2Identity> for FfiV2Identity {
+    fn from(i: V2Identity) -> Self {
+        Self {
+            identity_key: i.identity_key,
+            origin: i.origin.into(),
+        }
+    }
+}
+
 /// The content type of plain text, `xmtp.org/text:1.0`.
 #[uniffi::export]
 pub fn text_content_type() -> String {
@@ -224,6 +295,33 @@ mod tests {
         assert_eq!(
             MessagePage::from(FfiPaging::default()),
             MessagePage::default()
+        );
+    }
+
+    #[test]
+    fn protocols_and_identity_origins_map_one_to_one() {
+        let protocols = [
+            (Protocol::Olm, FfiProtocol::Olm),
+            (Protocol::Megolm, FfiProtocol::Megolm),
+            (Protocol::V2, FfiProtocol::V2),
+            (Protocol::V1, FfiProtocol::V1),
+        ];
+        for (core, ffi) in protocols {
+            assert_eq!(FfiProtocol::from(core), ffi, "{core}");
+        }
+        let identity = FfiV2Identity::from(V2Identity {
+            identity_key: "04ab".into(),
+            origin: V2IdentityOrigin::Recovered,
+        });
+        assert_eq!(identity.identity_key, "04ab");
+        assert_eq!(identity.origin, FfiV2IdentityOrigin::Recovered);
+        assert_eq!(
+            FfiV2IdentityOrigin::from(V2IdentityOrigin::Created),
+            FfiV2IdentityOrigin::Created
+        );
+        assert_eq!(
+            FfiV2IdentityOrigin::from(V2IdentityOrigin::Loaded),
+            FfiV2IdentityOrigin::Loaded
         );
     }
 
