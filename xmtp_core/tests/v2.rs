@@ -63,6 +63,56 @@ impl XmtpOnly {
     fn address(&self) -> String {
         self.wallet.address().to_checksum()
     }
+
+    /// Opens the one invitation on its invite topic: the invitation and the
+    /// conversation's key material.
+    async fn open_invitation(
+        &self,
+        api: &Arc<dyn XmtpApi>,
+    ) -> (invitation::OpenedInvitation, Vec<u8>) {
+        let invites = all(api, topic::invite_topic(&self.wallet.address())).await;
+        assert_eq!(invites.len(), 1);
+        let opened = invitation::open(
+            &self.keys.to_v2().unwrap(),
+            &invites[0].message,
+            Some(invites[0].timestamp_ns),
+        )
+        .unwrap();
+        let key = invitation::key_material(&opened.invitation)
+            .unwrap()
+            .to_vec();
+        (opened, key)
+    }
+
+    /// Its V2 message with `content` in the conversation `topic`, sent at `at`.
+    fn message(&self, topic: &str, key: &[u8], at: u64, content: &EncodedContent) -> Envelope {
+        sealed_message(&self.keys, topic, key, at, content)
+    }
+}
+
+/// A V2 message by the owner of `keys`, as an envelope on `topic`.
+fn sealed_message(
+    keys: &PrivateKeyBundleV1,
+    topic: &str,
+    key: &[u8],
+    at: u64,
+    content: &EncodedContent,
+) -> Envelope {
+    let m = message::encode_v2(
+        &mut OsRng,
+        &keys.to_v2().unwrap(),
+        topic,
+        key,
+        at,
+        &content.encode_to_vec(),
+        Some(true),
+    )
+    .unwrap();
+    Envelope {
+        content_topic: topic.to_owned(),
+        timestamp_ns: at,
+        message: m.bytes,
+    }
 }
 
 async fn all(api: &Arc<dyn XmtpApi>, topic: String) -> Vec<Envelope> {
@@ -205,15 +255,8 @@ async fn our_client_and_an_xmtp_only_user_talk_both_ways() {
     assert_eq!(sent.protocol, Protocol::V2);
 
     // The peer finds the invitation on its invite topic and opens it.
-    let peer_v2 = peer.keys.to_v2().unwrap();
-    let invites = all(&api, topic::invite_topic(&peer.wallet.address())).await;
-    assert_eq!(invites.len(), 1);
-    let opened =
-        invitation::open(&peer_v2, &invites[0].message, Some(invites[0].timestamp_ns)).unwrap();
+    let (opened, key) = peer.open_invitation(&api).await;
     assert_eq!(opened.peer_address().to_checksum(), alice.address());
-    let key = invitation::key_material(&opened.invitation)
-        .unwrap()
-        .to_vec();
     let conversation = opened.invitation.topic.clone();
     // The same invitation is on Alice's own invite topic, for her other devices.
     let alice_address = alice.address().parse().unwrap();
@@ -230,30 +273,13 @@ async fn our_client_and_an_xmtp_only_user_talk_both_ways() {
     assert_eq!(content.content, b"hello xmtp user");
 
     // It answers, with text and with a content type we do not know.
-    let publish = |payload: Vec<u8>, at: u64| {
-        let m = message::encode_v2(
-            &mut OsRng,
-            &peer_v2,
-            &conversation,
-            &key,
-            at,
-            &payload,
-            Some(true),
-        )
-        .unwrap();
-        Envelope {
-            content_topic: conversation.clone(),
-            timestamp_ns: at,
-            message: m.bytes,
-        }
-    };
     let mut custom = encode_text("ignored");
     custom.r#type.as_mut().unwrap().type_id = "reaction".into();
     custom.fallback = Some("reacted with a thumbs up".into());
     let t = now_ns();
     let replies = vec![
-        publish(encode_text("hello library user").encode_to_vec(), t),
-        publish(custom.encode_to_vec(), t + 1),
+        peer.message(&conversation, &key, t, &encode_text("hello library user")),
+        peer.message(&conversation, &key, t + 1, &custom),
     ];
     api.publish(replies).await.unwrap();
     alice.sync().await.unwrap();
@@ -326,53 +352,28 @@ async fn tampered_and_foreign_envelopes_are_refused_not_shown() {
     alice.enable_v2().await.unwrap();
     let sent = alice.send_v2_text(&peer.address(), "start").await.unwrap();
     let conversation = sent.conversation_id.clone();
-    let peer_v2 = peer.keys.to_v2().unwrap();
-    let invites = all(&api, topic::invite_topic(&peer.wallet.address())).await;
-    let opened =
-        invitation::open(&peer_v2, &invites[0].message, Some(invites[0].timestamp_ns)).unwrap();
-    let key = invitation::key_material(&opened.invitation)
-        .unwrap()
-        .to_vec();
+    let (_, key) = peer.open_invitation(&api).await;
     let t = now_ns();
-    let good = message::encode_v2(
-        &mut OsRng,
-        &peer_v2,
-        &conversation,
-        &key,
-        t,
-        &encode_text("genuine").encode_to_vec(),
-        Some(true),
-    )
-    .unwrap()
-    .bytes;
+    let good = peer
+        .message(&conversation, &key, t, &encode_text("genuine"))
+        .message;
     let mut flipped = good.clone();
     let n = flipped.len();
     flipped[n - 50] ^= 0x01;
     // Mallory knows the key (say it leaked) but is not a party.
     let mallory_v2 = mallory.keys.to_v2().unwrap();
-    let intruder = message::encode_v2(
-        &mut OsRng,
-        &mallory_v2,
-        &conversation,
-        &key,
-        t + 2,
-        &encode_text("I am the peer").encode_to_vec(),
-        Some(true),
-    )
-    .unwrap()
-    .bytes;
+    let intruder = mallory
+        .message(&conversation, &key, t + 2, &encode_text("I am the peer"))
+        .message;
     // A message of another conversation replayed on this one.
-    let other = message::encode_v2(
-        &mut OsRng,
-        &peer_v2,
-        "/xmtp/0/m-elsewhere/proto",
-        &key,
-        t + 3,
-        &encode_text("moved").encode_to_vec(),
-        Some(true),
-    )
-    .unwrap()
-    .bytes;
+    let other = peer
+        .message(
+            "/xmtp/0/m-elsewhere/proto",
+            &key,
+            t + 3,
+            &encode_text("moved"),
+        )
+        .message;
     // An invitation sealed by Mallory whose envelope time was changed.
     let alice_address = alice.address().parse().unwrap();
     let alice_bundle = all(&api, topic::contact_topic(&alice_address)).await;
@@ -516,34 +517,18 @@ async fn sync_reads_many_conversations_and_long_topics() {
     }
     let mut expected = Vec::new();
     for (i, peer) in peers.iter().enumerate() {
-        let peer_v2 = peer.keys.to_v2().unwrap();
-        let invites = all(&api, topic::invite_topic(&peer.wallet.address())).await;
-        let opened =
-            invitation::open(&peer_v2, &invites[0].message, Some(invites[0].timestamp_ns)).unwrap();
-        let key = invitation::key_material(&opened.invitation)
-            .unwrap()
-            .to_vec();
+        let (opened, key) = peer.open_invitation(&api).await;
         let conversation = opened.invitation.topic.clone();
         let count = if i == 0 { 130 } else { 2 };
         let t = now_ns();
         let envelopes: Vec<Envelope> = (0..count)
             .map(|n| {
-                let at = t + n;
-                let m = message::encode_v2(
-                    &mut OsRng,
-                    &peer_v2,
+                peer.message(
                     &conversation,
                     &key,
-                    at,
-                    &encode_text(&format!("{i}-{n}")).encode_to_vec(),
-                    Some(true),
+                    t + n,
+                    &encode_text(&format!("{i}-{n}")),
                 )
-                .unwrap();
-                Envelope {
-                    content_topic: conversation.clone(),
-                    timestamp_ns: at,
-                    message: m.bytes,
-                }
             })
             .collect();
         api.publish(envelopes).await.unwrap();

@@ -648,20 +648,7 @@ impl StorageTx<'_> {
         conversation_id: &str,
         page: &MessagePage,
     ) -> Result<Vec<MessageRecord>, StorageError> {
-        let order = if page.descending { "DESC" } else { "ASC" };
-        let sql = format!(
-            "{MESSAGE_COLUMNS} WHERE conversation_id = ?1 AND sent_ns > ?2 AND sent_ns < ?3 ORDER BY sent_ns {order}, seq {order} LIMIT ?4"
-        );
-        let mut stmt = self.tx.prepare_cached(&sql)?;
-        let after = page.sent_after_ns.map_or(-1, sql_ns);
-        let before = page.sent_before_ns.map_or(i64::MAX, sql_ns);
-        let limit = page.limit.map_or(-1, i64::from);
-        let rows = stmt.query_map(
-            params![conversation_id, after, before, limit],
-            raw_message_row,
-        )?;
-        let raw: Vec<RawMessage> = rows.collect::<Result<_, _>>()?;
-        raw.into_iter().map(|r| self.open_message(r)).collect()
+        self.page_of_messages("conversation_id = ?1", conversation_id, page)
     }
 
     /// A page of the messages of every conversation with `peer_address`
@@ -671,15 +658,29 @@ impl StorageTx<'_> {
         peer_address: &str,
         page: &MessagePage,
     ) -> Result<Vec<MessageRecord>, StorageError> {
+        self.page_of_messages(
+            "conversations.peer_address = ?1 AND conversations.kind != 'group'",
+            peer_address,
+            page,
+        )
+    }
+
+    /// A page of the messages that `filter` (over `?1` = `key`) selects.
+    fn page_of_messages(
+        &self,
+        filter: &str,
+        key: &str,
+        page: &MessagePage,
+    ) -> Result<Vec<MessageRecord>, StorageError> {
         let order = if page.descending { "DESC" } else { "ASC" };
         let sql = format!(
-            "{MESSAGE_COLUMNS} WHERE conversations.peer_address = ?1 AND conversations.kind != 'group' AND sent_ns > ?2 AND sent_ns < ?3 ORDER BY sent_ns {order}, seq {order} LIMIT ?4"
+            "{MESSAGE_COLUMNS} WHERE {filter} AND sent_ns > ?2 AND sent_ns < ?3 ORDER BY sent_ns {order}, seq {order} LIMIT ?4"
         );
         let mut stmt = self.tx.prepare_cached(&sql)?;
         let after = page.sent_after_ns.map_or(-1, sql_ns);
         let before = page.sent_before_ns.map_or(i64::MAX, sql_ns);
         let limit = page.limit.map_or(-1, i64::from);
-        let rows = stmt.query_map(params![peer_address, after, before, limit], raw_message_row)?;
+        let rows = stmt.query_map(params![key, after, before, limit], raw_message_row)?;
         let raw: Vec<RawMessage> = rows.collect::<Result<_, _>>()?;
         raw.into_iter().map(|r| self.open_message(r)).collect()
     }
