@@ -219,11 +219,13 @@ async fn follow_once(weak: &Weak<Inner>) -> Connection {
                 } else if v2_topics.contains(&envelope.content_topic) {
                     client.process_v2_envelope(&envelope).and_then(|(new, _)| {
                         // A conversation this client started itself is
-                        // stored before its invitation comes back: compare
-                        // the topic lists too.
-                        new_v2_conversation = new
-                            || (envelope.content_topic.starts_with("/xmtp/0/invite-")
-                                && client.v2_topics()?.len() != v2_topics.len());
+                        // stored before its invitation comes back, and a V1
+                        // conversation first seen on the intro topic, add
+                        // topics too: compare the topic lists.
+                        let may_add = envelope.content_topic.starts_with("/xmtp/0/invite-")
+                            || envelope.content_topic.starts_with("/xmtp/0/intro-");
+                        new_v2_conversation =
+                            new || (may_add && client.v2_topics()?.len() != v2_topics.len());
                         Ok(())
                     })
                 } else {

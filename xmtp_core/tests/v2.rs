@@ -547,3 +547,67 @@ async fn sync_reads_many_conversations_and_long_topics() {
     assert_eq!(alice.sync().await.unwrap().new_messages, 0);
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn v1_messages_stream_from_the_intro_topic_then_the_conversation_topic() {
+    let node = start_node().await;
+    let api = api(&node).await;
+    let peer = XmtpOnly::new(&api).await;
+    let alice = client(&node, &LocalWallet::random()).await;
+    alice.enable_v2().await.unwrap();
+    let alice_address = alice.address().parse().unwrap();
+    let bundles = all(&api, topic::contact_topic(&alice_address)).await;
+    let contact::Contact::V1(alice_v1) =
+        contact::Contact::decode_for(&bundles[0].message, &alice_address).unwrap()
+    else {
+        panic!("the legacy bundle comes first");
+    };
+    let alice_v1 = VerifiedPublicKeyBundle::verify(alice_v1.proto()).unwrap();
+    let v1 = |text: &str| {
+        message::encode_v1(
+            &mut OsRng,
+            &peer.keys,
+            &alice_v1,
+            now_ns() / 1_000_000,
+            &encode_text(text).encode_to_vec(),
+        )
+        .unwrap()
+        .bytes
+    };
+    let dm_topic = topic::direct_message_topic_v1(&peer.wallet.address(), &alice_address);
+    let mut stream = alice.stream_messages().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The first message of a V1 conversation also goes to the intro topic;
+    // later ones only to the conversation's topic.
+    let first = v1("first");
+    api.publish(vec![
+        Envelope {
+            content_topic: topic::intro_topic(&alice_address),
+            timestamp_ns: now_ns(),
+            message: first.clone(),
+        },
+        Envelope {
+            content_topic: dm_topic.clone(),
+            timestamp_ns: now_ns(),
+            message: first,
+        },
+    ])
+    .await
+    .unwrap();
+    let m = next(&mut stream).await;
+    assert_eq!(
+        (m.text().as_deref(), m.protocol),
+        (Some("first"), Protocol::V1)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    api.publish(vec![Envelope {
+        content_topic: dm_topic,
+        timestamp_ns: now_ns(),
+        message: v1("second"),
+    }])
+    .await
+    .unwrap();
+    let m = next(&mut stream).await;
+    assert_eq!(m.text().as_deref(), Some("second"));
+    node.shutdown().await;
+}
