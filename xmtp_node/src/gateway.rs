@@ -130,10 +130,18 @@ async fn parse<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
                 "cannot read request body (at most {MAX_BODY_BYTES} bytes): {e}"
             ))
         })?;
+    decode_body(&bytes)
+}
+
+/// Decodes a request body that was read whole: a body of only whitespace is
+/// the empty message `{}`, anything else must be the message's proto3 JSON.
+/// Public so that the fuzz targets (`xmtp_node/fuzz`) exercise exactly what
+/// the gateway runs on hostile bodies.
+pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
-        &bytes
+        bytes
     };
     serde_json::from_slice(text)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid JSON request: {e}")))
@@ -338,5 +346,17 @@ mod tests {
         let err = ApiError::InvalidArgument("bad".into());
         let json = serde_json::to_string(&ErrorBody::of(&err)).unwrap();
         assert_eq!(json, r#"{"code":3,"message":"bad","details":[]}"#);
+    }
+
+    #[test]
+    fn bodies_decode_as_proto3_json_and_blank_is_empty() {
+        let blank: SubscribeRequest = decode_body(b" \r\n\t").unwrap();
+        assert_eq!(blank, SubscribeRequest::default());
+        let req: SubscribeRequest = decode_body(br#"{"contentTopics":["/a","/b"]}"#).unwrap();
+        assert_eq!(req.content_topics, ["/a", "/b"]);
+        for bad in [&b"{"[..], b"[]", b"{\"contentTopics\":1}", b"\xff"] {
+            let err = decode_body::<SubscribeRequest>(bad).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        }
     }
 }
