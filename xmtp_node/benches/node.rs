@@ -15,67 +15,34 @@
 //! Run: `cargo bench -p xmtp_node --bench node` (add
 //! `-- --warm-up-time 1 --measurement-time 3` for a short run).
 
+mod support;
+
 use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use criterion::{Criterion, Throughput};
 use futures::StreamExt;
+use support::{
+    clients, connect, delivery_latencies, envelope, ms, percentiles, print_summary, publish_load,
+    quick, Client, CLIENTS,
+};
 use tokio::runtime::Runtime;
-use tonic::transport::Channel;
 use xmtp_node::{
     store::{envelope_digest, SqliteSync},
     Node, NodeConfig, RunningNode,
 };
 use xmtp_proto::xmtp::message_api::v1::{
-    cursor, message_api_client::MessageApiClient, Cursor, Envelope, IndexCursor, PagingInfo,
-    PublishRequest, QueryRequest, SortDirection, SubscribeRequest,
+    cursor, Cursor, IndexCursor, PagingInfo, PublishRequest, QueryRequest, SortDirection,
+    SubscribeRequest,
 };
 
-type Client = MessageApiClient<Channel>;
-
-const CLIENTS: usize = 16;
-const ENVELOPE_BYTES: usize = 1024;
 const QUERY_TOPIC: &str = "/bench/query/proto";
 
 /// Whether to run a phase (`XMTP_BENCH_ONLY=publish|query|delivery` picks one).
 fn phase(name: &str) -> bool {
     std::env::var("XMTP_BENCH_ONLY").map_or(true, |only| only == name)
-}
-
-fn quick() -> bool {
-    std::env::var("XMTP_BENCH_QUICK").is_ok_and(|v| v == "1")
-}
-
-/// A sender time unique across the whole run, so no publish is a duplicate.
-static CLOCK: AtomicU64 = AtomicU64::new(1);
-
-fn envelope(topic: &str) -> Envelope {
-    let t = CLOCK.fetch_add(1, Ordering::Relaxed);
-    let mut message = vec![0u8; ENVELOPE_BYTES];
-    message[..8].copy_from_slice(&t.to_le_bytes());
-    Envelope {
-        content_topic: topic.to_owned(),
-        timestamp_ns: t,
-        message,
-    }
-}
-
-async fn clients(node: &RunningNode, n: usize) -> Vec<Client> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(
-            MessageApiClient::connect(node.grpc_url())
-                .await
-                .unwrap()
-                .max_decoding_message_size(16 << 20),
-        );
-    }
-    out
 }
 
 async fn start(dir: &tempfile::TempDir, name: &str, sync: SqliteSync) -> RunningNode {
@@ -85,45 +52,6 @@ async fn start(dir: &tempfile::TempDir, name: &str, sync: SqliteSync) -> Running
         ..NodeConfig::with_sqlite(path.to_str().unwrap())
     };
     Node::start(config).await.unwrap()
-}
-
-/// `total` single-envelope publishes spread over the clients; returns the
-/// elapsed time.
-async fn publish_load(clients: &[Client], total: u64) -> Duration {
-    let start = Instant::now();
-    let n = clients.len() as u64;
-    let tasks: Vec<_> = clients
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut c = c.clone();
-            let count = total / n + u64::from((i as u64) < total % n);
-            tokio::spawn(async move {
-                let topic = format!("/bench/publish-{i}/proto");
-                for _ in 0..count {
-                    c.publish(PublishRequest {
-                        envelopes: vec![envelope(&topic)],
-                    })
-                    .await
-                    .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    start.elapsed()
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let n = samples.len();
-    (samples[n / 2], samples[(n * 99 / 100).min(n - 1)])
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
 /// Fills the query topic with `n` envelopes; returns each one's cursor.
@@ -180,53 +108,6 @@ async fn timed_query(client: &mut Client, q: QueryRequest) -> Duration {
     elapsed
 }
 
-/// Publishes `n` envelopes at `rate` per second (open loop: each on its own
-/// task at its tick) and returns each one's publish-to-delivery latency.
-async fn delivery_latencies(node: &RunningNode, n: usize, rate: u64) -> Vec<Duration> {
-    let topic = "/bench/delivery/proto";
-    let mut sub_client = clients(node, 1).await.remove(0);
-    let mut stream = sub_client
-        .subscribe(SubscribeRequest {
-            content_topics: vec![topic.into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let publishers = clients(node, 4).await;
-    let base = Instant::now();
-    let receiver = tokio::spawn(async move {
-        let mut latencies = Vec::with_capacity(n);
-        while latencies.len() < n {
-            let env = stream.next().await.unwrap().unwrap();
-            let now = base.elapsed().as_nanos() as u64;
-            let sent = u64::from_le_bytes(env.message[8..16].try_into().unwrap());
-            latencies.push(Duration::from_nanos(now - sent));
-        }
-        latencies
-    });
-    // Let the subscription settle before the clock starts.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut sends = Vec::with_capacity(n);
-    for i in 0..n {
-        ticker.tick().await;
-        let mut c = publishers[i % publishers.len()].clone();
-        let mut e = envelope(topic);
-        let sent = base.elapsed().as_nanos() as u64;
-        e.message[8..16].copy_from_slice(&sent.to_le_bytes());
-        sends.push(tokio::spawn(async move {
-            c.publish(PublishRequest { envelopes: vec![e] })
-                .await
-                .unwrap()
-        }));
-    }
-    for s in sends {
-        s.await.unwrap();
-    }
-    receiver.await.unwrap()
-}
-
 fn main() {
     let rt = Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -242,14 +123,7 @@ fn main() {
     if phase("delivery") {
         delivery_phase(&rt, &dir, &mut criterion, &mut summary);
     }
-    criterion.final_summary();
-    println!(
-        "\n== xmtp_node summary ({} cores) ==",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    for line in summary {
-        println!("{line}");
-    }
+    print_summary(&mut criterion, "xmtp_node summary", &summary);
 }
 
 fn publish_phase(
@@ -260,7 +134,7 @@ fn publish_phase(
 ) {
     // Publish throughput, default durability (synchronous=NORMAL).
     let node = rt.block_on(start(dir, "publish.db3", SqliteSync::Normal));
-    let pubs = rt.block_on(clients(&node, CLIENTS));
+    let pubs = rt.block_on(clients(std::slice::from_ref(&node), CLIENTS));
     {
         let mut group = criterion.benchmark_group("publish");
         group.throughput(Throughput::Elements(1));
@@ -300,7 +174,7 @@ fn publish_phase(
             .map(|run| {
                 let name = format!("publish-{sync:?}-{connections}-{run}.db3");
                 let node = rt.block_on(start(dir, &name, sync));
-                let own = rt.block_on(clients(&node, connections));
+                let own = rt.block_on(clients(std::slice::from_ref(&node), connections));
                 let pubs: Vec<Client> = (0..CLIENTS).map(|i| own[i % own.len()].clone()).collect();
                 // Warm the connections and the database up, as criterion does.
                 rt.block_on(publish_load(&pubs, total / 8));
@@ -330,7 +204,7 @@ fn query_phase(
 ) {
     // Query latency on a topic of 100,000 envelopes.
     let node = rt.block_on(start(dir, "query.db3", SqliteSync::Normal));
-    let mut client = rt.block_on(clients(&node, 1)).remove(0);
+    let mut client = rt.block_on(connect(&node));
     let size = if quick() { 20_000 } else { 100_000 };
     let cursors = rt.block_on(fill_query_topic(&mut client, size));
     let mut pick = {
@@ -389,8 +263,8 @@ fn delivery_phase(
     // Delivery latency.
     let node = rt.block_on(start(dir, "delivery.db3", SqliteSync::Normal));
     {
-        let mut sub_client = rt.block_on(clients(&node, 1)).remove(0);
-        let pub_client = rt.block_on(clients(&node, 1)).remove(0);
+        let mut sub_client = rt.block_on(connect(&node));
+        let pub_client = rt.block_on(connect(&node));
         let stream = rt.block_on(async {
             sub_client
                 .subscribe(SubscribeRequest {
@@ -420,7 +294,8 @@ fn delivery_phase(
         drop(pub_client);
     }
     let n = if quick() { 1_000 } else { 5_000 };
-    let (p50, p99) = percentiles(rt.block_on(delivery_latencies(&node, n, 1_000)));
+    let (p50, p99) =
+        percentiles(rt.block_on(delivery_latencies(std::slice::from_ref(&node), n, 1_000)));
     summary.push(format!(
         "delivery at 1000 envelopes/s: p50 {} p99 {} ({n} envelopes; target p99 < 10 ms)",
         ms(p50),
@@ -428,12 +303,5 @@ fn delivery_phase(
     ));
     rt.block_on(node.shutdown());
 
-    criterion.final_summary();
-    println!(
-        "\n== xmtp_node summary ({} cores) ==",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    for line in summary {
-        println!("{line}");
-    }
+    print_summary(criterion, "xmtp_node summary", summary);
 }
