@@ -28,10 +28,13 @@ use xmtp_proto::xmtp::{
     v3::message_contents::SignedCurve25519Key,
 };
 
+use futures::future::BoxFuture;
+
 use super::{ApiError, Client, Shared};
 use crate::{
     metrics::Rpc,
-    store::{InstallationRecord, RevocationRecord},
+    rate_limit::RateLimiter,
+    store::{InstallationRecord, RevocationRecord, Store, StoreError},
 };
 
 /// Public keys are 32 bytes (Curve25519 and Ed25519).
@@ -44,6 +47,8 @@ pub const MAX_KEYS_PER_REQUEST: usize = 200;
 pub const MAX_ADDRESSES_PER_REQUEST: usize = 100;
 /// Longest account address accepted.
 pub const MAX_ADDRESS_BYTES: usize = 128;
+/// Wallet signatures are 64 bytes, or 65 with a recovery id.
+const WALLET_SIGNATURE_BYTES: &[usize] = &[64, 65];
 
 /// The pre-key service. Cheap to clone.
 #[derive(Clone)]
@@ -111,6 +116,39 @@ impl KeyService {
         result.map_err(|m| self.shared.invalid(m))
     }
 
+    /// `value`, or an invalid-argument error saying `missing`.
+    fn required<T>(&self, value: Option<T>, missing: &str) -> Result<T, ApiError> {
+        value.ok_or_else(|| self.shared.invalid(missing.to_owned()))
+    }
+
+    /// Checks that `value`, named `what` in the error, is a public key.
+    fn check_key(&self, what: &str, value: &[u8]) -> Result<(), ApiError> {
+        self.checked(bytes_of(what, value, &[KEY_BYTES]))
+    }
+
+    /// Checks the length of a wallet signature.
+    fn check_wallet_signature(&self, value: &[u8]) -> Result<(), ApiError> {
+        self.checked(bytes_of("wallet signature", value, WALLET_SIGNATURE_BYTES))
+    }
+
+    /// Charges the request to `client` in `limiter`, then runs `op` on the
+    /// store and records the call's latency since `start`.
+    async fn stored<T, F>(
+        &self,
+        start: Instant,
+        limiter: &RateLimiter,
+        client: Client,
+        op: F,
+    ) -> Result<T, ApiError>
+    where
+        F: for<'s> FnOnce(&'s dyn Store) -> BoxFuture<'s, Result<T, StoreError>>,
+    {
+        self.shared.charge(limiter, client, 1)?;
+        let value = op(self.shared.store.as_ref()).await?;
+        self.shared.observe(Rpc::KeyApi, start);
+        Ok(value)
+    }
+
     /// Registers or replaces an installation's bundle.
     pub async fn register_installation(
         &self,
@@ -118,50 +156,34 @@ impl KeyService {
         req: RegisterInstallationRequest,
     ) -> Result<RegisterInstallationResponse, ApiError> {
         let start = Instant::now();
-        let bundle = self.checked(req.bundle.ok_or_else(|| "request has no bundle".to_owned()))?;
-        let association = self.checked(
-            bundle
-                .association
-                .as_ref()
-                .ok_or_else(|| "bundle has no association".to_owned()),
-        )?;
-        let fallback = self.checked(
-            bundle
-                .fallback_key
-                .as_ref()
-                .ok_or_else(|| "bundle has no fallback key".to_owned()),
-        )?;
-        self.checked(bytes_of("identity key", &bundle.identity_key, &[KEY_BYTES]))?;
-        self.checked(bytes_of("signing key", &bundle.signing_key, &[KEY_BYTES]))?;
+        let bundle = self.required(req.bundle, "request has no bundle")?;
+        let association =
+            self.required(bundle.association.as_ref(), "bundle has no association")?;
+        let fallback = self.required(bundle.fallback_key.as_ref(), "bundle has no fallback key")?;
+        self.check_key("identity key", &bundle.identity_key)?;
+        self.check_key("signing key", &bundle.signing_key)?;
         self.checked(bytes_of(
             "identity key signature",
             &bundle.identity_key_signature,
             &[SIGNATURE_BYTES],
         ))?;
         self.checked(check_signed_key("fallback", fallback))?;
-        self.checked(bytes_of(
-            "wallet signature",
-            &association.wallet_signature,
-            &[64, 65],
-        ))?;
+        self.check_wallet_signature(&association.wallet_signature)?;
         if association.installation_key != bundle.signing_key {
             return Err(self
                 .shared
                 .invalid("association names another installation key than the bundle's".into()));
         }
         let address_key = self.checked(address_key(&association.account_address))?;
-        self.shared
-            .charge(&self.shared.publish_limiter, client, 1)?;
-        let installation_key = bundle.signing_key.clone();
-        self.shared
-            .store
-            .register_installation(InstallationRecord {
-                address_key,
-                installation_key,
-                bundle,
-            })
-            .await?;
-        self.shared.observe(Rpc::KeyApi, start);
+        let record = InstallationRecord {
+            address_key,
+            installation_key: bundle.signing_key.clone(),
+            bundle,
+        };
+        self.stored(start, &self.shared.publish_limiter, client, |store| {
+            store.register_installation(record)
+        })
+        .await?;
         Ok(RegisterInstallationResponse {})
     }
 
@@ -172,11 +194,7 @@ impl KeyService {
         req: UploadOneTimeKeysRequest,
     ) -> Result<UploadOneTimeKeysResponse, ApiError> {
         let start = Instant::now();
-        self.checked(bytes_of(
-            "installation key",
-            &req.installation_key,
-            &[KEY_BYTES],
-        ))?;
+        self.check_key("installation key", &req.installation_key)?;
         self.checked(check_count(
             "one-time keys",
             req.one_time_keys.len(),
@@ -185,18 +203,12 @@ impl KeyService {
         for (i, key) in req.one_time_keys.iter().enumerate() {
             self.checked(check_signed_key(&format!("one-time key {i}"), key))?;
         }
-        self.shared
-            .charge(&self.shared.publish_limiter, client, 1)?;
+        let max_pool = self.shared.max_one_time_keys;
         let remaining = self
-            .shared
-            .store
-            .upload_one_time_keys(
-                req.installation_key,
-                req.one_time_keys,
-                self.shared.max_one_time_keys,
-            )
+            .stored(start, &self.shared.publish_limiter, client, |store| {
+                store.upload_one_time_keys(req.installation_key, req.one_time_keys, max_pool)
+            })
             .await?;
-        self.shared.observe(Rpc::KeyApi, start);
         Ok(UploadOneTimeKeysResponse { remaining })
     }
 
@@ -207,18 +219,12 @@ impl KeyService {
         req: CountOneTimeKeysRequest,
     ) -> Result<CountOneTimeKeysResponse, ApiError> {
         let start = Instant::now();
-        self.checked(bytes_of(
-            "installation key",
-            &req.installation_key,
-            &[KEY_BYTES],
-        ))?;
-        self.shared.charge(&self.shared.read_limiter, client, 1)?;
+        self.check_key("installation key", &req.installation_key)?;
         let remaining = self
-            .shared
-            .store
-            .count_one_time_keys(req.installation_key)
+            .stored(start, &self.shared.read_limiter, client, |store| {
+                store.count_one_time_keys(req.installation_key)
+            })
             .await?;
-        self.shared.observe(Rpc::KeyApi, start);
         Ok(CountOneTimeKeysResponse { remaining })
     }
 
@@ -239,8 +245,11 @@ impl KeyService {
             .iter()
             .map(|a| self.checked(address_key(a)))
             .collect::<Result<Vec<_>, _>>()?;
-        self.shared.charge(&self.shared.read_limiter, client, 1)?;
-        let stored = self.shared.store.get_installations(keys).await?;
+        let stored = self
+            .stored(start, &self.shared.read_limiter, client, |store| {
+                store.get_installations(keys)
+            })
+            .await?;
         let installations = req
             .account_addresses
             .into_iter()
@@ -251,7 +260,6 @@ impl KeyService {
                 revocations: s.revocations,
             })
             .collect();
-        self.shared.observe(Rpc::KeyApi, start);
         Ok(GetInstallationsResponse { installations })
     }
 
@@ -268,13 +276,12 @@ impl KeyService {
             MAX_KEYS_PER_REQUEST,
         ))?;
         for key in &req.installation_keys {
-            self.checked(bytes_of("installation key", key, &[KEY_BYTES]))?;
+            self.check_key("installation key", key)?;
         }
-        self.shared.charge(&self.shared.read_limiter, client, 1)?;
         let claimed = self
-            .shared
-            .store
-            .claim_one_time_keys(req.installation_keys)
+            .stored(start, &self.shared.read_limiter, client, |store| {
+                store.claim_one_time_keys(req.installation_keys)
+            })
             .await?;
         let keys = claimed
             .into_iter()
@@ -284,7 +291,6 @@ impl KeyService {
                 is_fallback: c.is_fallback,
             })
             .collect();
-        self.shared.observe(Rpc::KeyApi, start);
         Ok(ClaimOneTimeKeysResponse { keys })
     }
 
@@ -295,33 +301,19 @@ impl KeyService {
         req: PublishRevocationRequest,
     ) -> Result<PublishRevocationResponse, ApiError> {
         let start = Instant::now();
-        let revocation = self.checked(
-            req.revocation
-                .ok_or_else(|| "request has no revocation".to_owned()),
-        )?;
-        self.checked(bytes_of(
-            "installation key",
-            &revocation.installation_key,
-            &[KEY_BYTES],
-        ))?;
-        self.checked(bytes_of(
-            "wallet signature",
-            &revocation.wallet_signature,
-            &[64, 65],
-        ))?;
+        let revocation = self.required(req.revocation, "request has no revocation")?;
+        self.check_key("installation key", &revocation.installation_key)?;
+        self.check_wallet_signature(&revocation.wallet_signature)?;
         let address_key = self.checked(address_key(&revocation.account_address))?;
-        self.shared
-            .charge(&self.shared.publish_limiter, client, 1)?;
-        let installation_key = revocation.installation_key.clone();
-        self.shared
-            .store
-            .publish_revocation(RevocationRecord {
-                address_key,
-                installation_key,
-                revocation,
-            })
-            .await?;
-        self.shared.observe(Rpc::KeyApi, start);
+        let record = RevocationRecord {
+            address_key,
+            installation_key: revocation.installation_key.clone(),
+            revocation,
+        };
+        self.stored(start, &self.shared.publish_limiter, client, |store| {
+            store.publish_revocation(record)
+        })
+        .await?;
         Ok(PublishRevocationResponse {})
     }
 }
@@ -342,7 +334,7 @@ mod tests {
         assert!(bytes_of("k", &[0; 32], &[KEY_BYTES]).is_ok());
         let err = bytes_of("k", &[0; 31], &[KEY_BYTES]).unwrap_err();
         assert_eq!(err, "k is 31 bytes; expected 32");
-        assert!(bytes_of("s", &[0; 65], &[64, 65]).is_ok());
+        assert!(bytes_of("s", &[0; 65], WALLET_SIGNATURE_BYTES).is_ok());
         assert!(check_count("keys", 0, 5).is_err());
         assert!(check_count("keys", 6, 5).is_err());
     }
