@@ -134,17 +134,26 @@ impl GrpcClient {
     }
 
     /// Runs one unary call under the request timeout and the retry policy.
-    /// `call` is invoked once per attempt and must build a fresh request.
-    async fn unary<T, F, Fut>(&self, what: &'static str, mut call: F) -> Result<T, ApiError>
+    /// Each attempt gives `call` a fresh copy of `client` (the message or the
+    /// key API) and of `request`.
+    async fn unary<C, R, T, F, Fut>(
+        &self,
+        what: &'static str,
+        client: &C,
+        request: &R,
+        call: F,
+    ) -> Result<T, ApiError>
     where
-        F: FnMut() -> Fut,
+        C: Clone,
+        R: Clone,
+        F: Fn(C, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.options.request_timeout;
         self.options
             .retry
             .run(what, || {
-                let attempt = call();
+                let attempt = call(client.clone(), request.clone());
                 async move {
                     match tokio::time::timeout(timeout, attempt).await {
                         Ok(Ok(response)) => Ok(response.into_inner()),
@@ -273,10 +282,8 @@ impl XmtpApi for GrpcClient {
     async fn publish(&self, envelopes: Vec<Envelope>) -> Result<(), ApiError> {
         for chunk in publish_chunks(envelopes) {
             let request = PublishRequest { envelopes: chunk };
-            self.unary("publish", || {
-                let mut client = self.messages.clone();
-                let request = request.clone();
-                async move { client.publish(request).await }
+            self.unary("publish", &self.messages, &request, |mut c, r| async move {
+                c.publish(r).await
             })
             .await?;
         }
@@ -284,10 +291,8 @@ impl XmtpApi for GrpcClient {
     }
 
     async fn query(&self, request: QueryRequest) -> Result<QueryResponse, ApiError> {
-        self.unary("query", || {
-            let mut client = self.messages.clone();
-            let request = request.clone();
-            async move { client.query(request).await }
+        self.unary("query", &self.messages, &request, |mut c, r| async move {
+            c.query(r).await
         })
         .await
     }
@@ -302,11 +307,12 @@ impl XmtpApi for GrpcClient {
                 requests: chunk.to_vec(),
             };
             let response = self
-                .unary("batch query", || {
-                    let mut client = self.messages.clone();
-                    let request = request.clone();
-                    async move { client.batch_query(request).await }
-                })
+                .unary(
+                    "batch query",
+                    &self.messages,
+                    &request,
+                    |mut c, r| async move { c.batch_query(r).await },
+                )
                 .await?;
             if response.responses.len() != chunk.len() {
                 return Err(ApiError::Decode(format!(
@@ -325,21 +331,24 @@ impl XmtpApi for GrpcClient {
             content_topics: topics,
         };
         let stream = self
-            .unary("subscribe", || {
-                let mut client = self.messages.clone();
-                let request = request.clone();
-                async move { client.subscribe(request).await }
-            })
+            .unary(
+                "subscribe",
+                &self.messages,
+                &request,
+                |mut c, r| async move { c.subscribe(r).await },
+            )
             .await?;
         Ok(envelope_stream(stream))
     }
 
     async fn subscribe_all(&self) -> Result<EnvelopeStream, ApiError> {
         let stream = self
-            .unary("subscribe all", || {
-                let mut client = self.messages.clone();
-                async move { client.subscribe_all(SubscribeAllRequest {}).await }
-            })
+            .unary(
+                "subscribe all",
+                &self.messages,
+                &SubscribeAllRequest {},
+                |mut c, r| async move { c.subscribe_all(r).await },
+            )
             .await?;
         Ok(envelope_stream(stream))
     }
@@ -351,11 +360,12 @@ impl XmtpApi for GrpcClient {
         let request = RegisterInstallationRequest {
             bundle: Some(bundle),
         };
-        self.unary("register installation", || {
-            let mut client = self.keys.clone();
-            let request = request.clone();
-            async move { client.register_installation(request).await }
-        })
+        self.unary(
+            "register installation",
+            &self.keys,
+            &request,
+            |mut c, r| async move { c.register_installation(r).await },
+        )
         .await
         .map(drop)
     }
@@ -375,11 +385,12 @@ impl XmtpApi for GrpcClient {
                 one_time_keys: chunk.to_vec(),
             };
             remaining = self
-                .unary("upload one-time keys", || {
-                    let mut client = self.keys.clone();
-                    let request = request.clone();
-                    async move { client.upload_one_time_keys(request).await }
-                })
+                .unary(
+                    "upload one-time keys",
+                    &self.keys,
+                    &request,
+                    |mut c, r| async move { c.upload_one_time_keys(r).await },
+                )
                 .await?
                 .remaining;
         }
@@ -388,11 +399,12 @@ impl XmtpApi for GrpcClient {
 
     async fn count_one_time_keys(&self, installation_key: Vec<u8>) -> Result<u32, ApiError> {
         let request = CountOneTimeKeysRequest { installation_key };
-        self.unary("count one-time keys", || {
-            let mut client = self.keys.clone();
-            let request = request.clone();
-            async move { client.count_one_time_keys(request).await }
-        })
+        self.unary(
+            "count one-time keys",
+            &self.keys,
+            &request,
+            |mut c, r| async move { c.count_one_time_keys(r).await },
+        )
         .await
         .map(|response| response.remaining)
     }
@@ -407,11 +419,12 @@ impl XmtpApi for GrpcClient {
                 account_addresses: chunk.to_vec(),
             };
             let response = self
-                .unary("get installations", || {
-                    let mut client = self.keys.clone();
-                    let request = request.clone();
-                    async move { client.get_installations(request).await }
-                })
+                .unary(
+                    "get installations",
+                    &self.keys,
+                    &request,
+                    |mut c, r| async move { c.get_installations(r).await },
+                )
                 .await?;
             installations.extend(response.installations);
         }
@@ -430,11 +443,12 @@ impl XmtpApi for GrpcClient {
                 installation_keys: chunk.to_vec(),
             };
             let response = self
-                .unary("claim one-time keys", || {
-                    let mut client = self.keys.clone();
-                    let request = request.clone();
-                    async move { client.claim_one_time_keys(request).await }
-                })
+                .unary(
+                    "claim one-time keys",
+                    &self.keys,
+                    &request,
+                    |mut c, r| async move { c.claim_one_time_keys(r).await },
+                )
                 .await?;
             claimed.extend(response.keys);
         }
@@ -445,11 +459,12 @@ impl XmtpApi for GrpcClient {
         let request = PublishRevocationRequest {
             revocation: Some(revocation),
         };
-        self.unary("publish revocation", || {
-            let mut client = self.keys.clone();
-            let request = request.clone();
-            async move { client.publish_revocation(request).await }
-        })
+        self.unary(
+            "publish revocation",
+            &self.keys,
+            &request,
+            |mut c, r| async move { c.publish_revocation(r).await },
+        )
         .await
         .map(drop)
     }
