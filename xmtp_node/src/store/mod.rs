@@ -50,6 +50,25 @@ pub fn envelope_digest(content_topic: &str, message: &[u8]) -> [u8; DIGEST_LEN] 
     hasher.finalize().into()
 }
 
+/// Each envelope with its [`envelope_digest`], as the stores' writers take them.
+pub(crate) fn with_digests(envelopes: Vec<Envelope>) -> Vec<(Envelope, [u8; DIGEST_LEN])> {
+    envelopes
+        .into_iter()
+        .map(|e| {
+            let d = envelope_digest(&e.content_topic, &e.message);
+            (e, d)
+        })
+        .collect()
+}
+
+/// Decodes a protobuf message a store kept (`what` names it in the error).
+pub(crate) fn decode<M: prost::Message + Default>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt(format!("stored {what} does not decode: {e}")))
+}
+
 /// Maps a `u64` to an `i64` preserving order (flips the sign bit), so that
 /// databases with signed 64-bit integers sort sender times correctly.
 pub fn ordered_i64(value: u64) -> i64 {

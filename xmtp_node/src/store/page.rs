@@ -9,7 +9,9 @@
 
 use xmtp_proto::xmtp::message_api::v1::Envelope;
 
-use super::{Direction, EnvelopePage, EnvelopeQuery, PageCursor, DIGEST_LEN};
+use super::{
+    ordered_u64, Direction, EnvelopePage, EnvelopeQuery, PageCursor, StoreError, DIGEST_LEN,
+};
 
 /// A row of a page, before conversion.
 pub(crate) struct Row {
@@ -18,8 +20,72 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// The row a store read for `topic`: the sender time as stored (see
+    /// [`super::ordered_i64`]), the digest and the message.
+    pub(crate) fn stored(
+        topic: &str,
+        time: i64,
+        digest: Vec<u8>,
+        message: Vec<u8>,
+    ) -> Result<Self, StoreError> {
+        let digest: [u8; DIGEST_LEN] = digest
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("envelope digest is not 32 bytes".into()))?;
+        Ok(Self {
+            envelope: Envelope {
+                content_topic: topic.to_owned(),
+                timestamp_ns: ordered_u64(time),
+                message,
+            },
+            digest,
+        })
+    }
+
     fn order_key(&self) -> (u64, [u8; DIGEST_LEN]) {
         (self.envelope.timestamp_ns, self.digest)
+    }
+}
+
+/// What a store's per-topic read selects: sender times in `lo..=hi` and
+/// `(sender_time, digest)` strictly after the cursor in the query's direction.
+pub(crate) struct Bounds {
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
+    pub(crate) cursor_time: u64,
+    pub(crate) cursor_digest: Vec<u8>,
+}
+
+impl Bounds {
+    /// The bounds of `q`, or `None` when no row can match. Without a cursor,
+    /// the cursor bound is one every row passes (digests are 32 bytes, so an
+    /// empty one sorts before and 33 bytes of 0xff after all of them).
+    pub(crate) fn of(q: &EnvelopeQuery) -> Option<Self> {
+        let mut lo = q.start_ns.unwrap_or(0);
+        let mut hi = q.end_ns.unwrap_or(u64::MAX);
+        let (cursor_time, cursor_digest) = match q.direction {
+            Direction::Ascending => {
+                let (t, d) = match q.cursor {
+                    Some(c) => (c.sender_time_ns, c.digest.to_vec()),
+                    None => (0, Vec::new()),
+                };
+                lo = lo.max(t);
+                (t, d)
+            }
+            Direction::Descending => {
+                let (t, d) = match q.cursor {
+                    Some(c) => (c.sender_time_ns, c.digest.to_vec()),
+                    None => (u64::MAX, vec![0xff; DIGEST_LEN + 1]),
+                };
+                hi = hi.min(t);
+                (t, d)
+            }
+        };
+        (lo <= hi).then_some(Self {
+            lo,
+            hi,
+            cursor_time,
+            cursor_digest,
+        })
     }
 }
 

@@ -99,10 +99,11 @@ use xmtp_proto::xmtp::{
 };
 
 use super::{
-    envelope_digest, ordered_i64, ordered_u64,
-    page::{assemble_page, Row},
-    Claimed, CommitListener, Direction, EnvelopePage, EnvelopeQuery, InstallationRecord,
-    PublishOutcome, RevocationRecord, Store, StoreError, StoredInstallations, DIGEST_LEN,
+    decode, ordered_i64, ordered_u64,
+    page::{assemble_page, Bounds, Row},
+    with_digests, Claimed, CommitListener, Direction, EnvelopePage, EnvelopeQuery,
+    InstallationRecord, PublishOutcome, RevocationRecord, Store, StoreError, StoredInstallations,
+    DIGEST_LEN,
 };
 
 /// Advisory lock key held while migrating ("xmtp" "mig").
@@ -1045,41 +1046,19 @@ impl Follower {
     }
 }
 
-fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, StoreError> {
-    M::decode(bytes).map_err(|e| StoreError::Corrupt(format!("stored {what} does not decode: {e}")))
-}
-
 fn to_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
 /// One topic's rows of a page.
 async fn query_topic(conn: &mut Conn, topic: &str, q: &EnvelopeQuery) -> Result<Vec<Row>, OpError> {
-    let mut lo = q.start_ns.unwrap_or(0);
-    let mut hi = q.end_ns.unwrap_or(u64::MAX);
-    // Strictly after the cursor; without one, a bound every row passes
-    // (digests are 32 bytes: '' sorts before and 33 bytes of 0xff after).
-    let (cursor_time, cursor_digest, sql) = match q.direction {
-        Direction::Ascending => {
-            let (t, d) = match q.cursor {
-                Some(c) => (c.sender_time_ns, c.digest.to_vec()),
-                None => (0, Vec::new()),
-            };
-            lo = lo.max(t);
-            (t, d, QUERY_ASC)
-        }
-        Direction::Descending => {
-            let (t, d) = match q.cursor {
-                Some(c) => (c.sender_time_ns, c.digest.to_vec()),
-                None => (u64::MAX, vec![0xff; DIGEST_LEN + 1]),
-            };
-            hi = hi.min(t);
-            (t, d, QUERY_DESC)
-        }
-    };
-    if lo > hi {
+    let Some(b) = Bounds::of(q) else {
         return Ok(Vec::new());
-    }
+    };
+    let sql = match q.direction {
+        Direction::Ascending => QUERY_ASC,
+        Direction::Descending => QUERY_DESC,
+    };
     let stmt = conn.prepare(sql).await?;
     let topic_len = i64::try_from(topic.len()).unwrap_or(i64::MAX);
     let max_bytes = i64::try_from(q.max_bytes).unwrap_or(i64::MAX);
@@ -1089,10 +1068,10 @@ async fn query_topic(conn: &mut Conn, topic: &str, q: &EnvelopeQuery) -> Result<
             &stmt,
             &[
                 &topic.as_bytes(),
-                &ordered_i64(lo),
-                &ordered_i64(hi),
-                &ordered_i64(cursor_time),
-                &cursor_digest,
+                &ordered_i64(b.lo),
+                &ordered_i64(b.hi),
+                &ordered_i64(b.cursor_time),
+                &b.cursor_digest,
                 &i64::from(q.limit),
                 &topic_len,
                 &max_bytes,
@@ -1101,20 +1080,12 @@ async fn query_topic(conn: &mut Conn, topic: &str, q: &EnvelopeQuery) -> Result<
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let time: i64 = row.try_get(0)?;
-        let digest: Vec<u8> = row.try_get(1)?;
-        let message: Vec<u8> = row.try_get(2)?;
-        let digest: [u8; DIGEST_LEN] = digest
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("envelope digest is not 32 bytes".into()))?;
-        out.push(Row {
-            envelope: Envelope {
-                content_topic: topic.to_owned(),
-                timestamp_ns: ordered_u64(time),
-                message,
-            },
-            digest,
-        });
+        out.push(Row::stored(
+            topic,
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+        )?);
     }
     Ok(out)
 }
@@ -1136,13 +1107,7 @@ impl Store for PostgresStore {
         if envelopes.is_empty() {
             return Ok(PublishOutcome::default());
         }
-        let envelopes = envelopes
-            .into_iter()
-            .map(|e| {
-                let d = envelope_digest(&e.content_topic, &e.message);
-                (e, d)
-            })
-            .collect();
+        let envelopes = with_digests(envelopes);
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(PendingPublish { envelopes, reply })

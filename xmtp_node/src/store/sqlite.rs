@@ -46,7 +46,7 @@ use xmtp_proto::xmtp::{
 };
 
 use super::{
-    envelope_digest, ordered_i64, ordered_u64, Claimed, CommitListener, Direction, EnvelopePage,
+    decode, ordered_i64, with_digests, Claimed, CommitListener, Direction, EnvelopePage,
     EnvelopeQuery, InstallationRecord, PublishOutcome, RevocationRecord, Store, StoreError,
     StoredInstallations, DIGEST_LEN,
 };
@@ -398,7 +398,7 @@ fn commit_group(
     }
 }
 
-pub(super) use super::page::{assemble_page, Row};
+pub(super) use super::page::{assemble_page, Bounds, Row};
 
 type Inserted = (Vec<PublishOutcome>, Vec<Arc<Envelope>>);
 
@@ -437,82 +437,43 @@ fn insert_all<'a>(
 }
 
 fn query_topic(conn: &Connection, topic: &str, q: &EnvelopeQuery) -> Result<Vec<Row>, StoreError> {
-    let mut lo = q.start_ns.unwrap_or(0);
-    let mut hi = q.end_ns.unwrap_or(u64::MAX);
-    // Strictly after the cursor in the page's direction; without one, a bound
-    // that every row passes (digests are 32 bytes, so `x''` sorts before and
-    // 33 bytes of 0xff after all of them).
-    let (cursor_time, cursor_digest, sql) = match q.direction {
+    let Some(b) = Bounds::of(q) else {
+        return Ok(Vec::new());
+    };
+    let sql = match q.direction {
         Direction::Ascending => {
-            let (t, d) = match q.cursor {
-                Some(c) => (c.sender_time_ns, c.digest.to_vec()),
-                None => (0, Vec::new()),
-            };
-            lo = lo.max(t);
-            (
-                t,
-                d,
-                "SELECT sender_time, digest, message FROM envelopes \
+            "SELECT sender_time, digest, message FROM envelopes \
                  WHERE topic = ?1 AND sender_time >= ?2 AND sender_time <= ?3 \
                  AND (sender_time, digest) > (?4, ?5) \
-                 ORDER BY sender_time ASC, digest ASC LIMIT ?6",
-            )
+                 ORDER BY sender_time ASC, digest ASC LIMIT ?6"
         }
         Direction::Descending => {
-            let (t, d) = match q.cursor {
-                Some(c) => (c.sender_time_ns, c.digest.to_vec()),
-                None => (u64::MAX, vec![0xff; DIGEST_LEN + 1]),
-            };
-            hi = hi.min(t);
-            (
-                t,
-                d,
-                "SELECT sender_time, digest, message FROM envelopes \
+            "SELECT sender_time, digest, message FROM envelopes \
                  WHERE topic = ?1 AND sender_time >= ?2 AND sender_time <= ?3 \
                  AND (sender_time, digest) < (?4, ?5) \
-                 ORDER BY sender_time DESC, digest DESC LIMIT ?6",
-            )
+                 ORDER BY sender_time DESC, digest DESC LIMIT ?6"
         }
     };
-    if lo > hi {
-        return Ok(Vec::new());
-    }
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params![
         topic,
-        ordered_i64(lo),
-        ordered_i64(hi),
-        ordered_i64(cursor_time),
-        cursor_digest,
+        ordered_i64(b.lo),
+        ordered_i64(b.hi),
+        ordered_i64(b.cursor_time),
+        b.cursor_digest,
         i64::from(q.limit)
     ])?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(row) = rows.next()? {
-        let time: i64 = row.get(0)?;
-        let digest_bytes: Vec<u8> = row.get(1)?;
-        let message: Vec<u8> = row.get(2)?;
-        let digest: [u8; DIGEST_LEN] = digest_bytes
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("envelope digest is not 32 bytes".into()))?;
-        bytes += message.len() + topic.len();
-        out.push(Row {
-            envelope: Envelope {
-                content_topic: topic.to_owned(),
-                timestamp_ns: ordered_u64(time),
-                message,
-            },
-            digest,
-        });
+        let row = Row::stored(topic, row.get(0)?, row.get(1)?, row.get(2)?)?;
+        bytes += row.envelope.message.len() + topic.len();
+        out.push(row);
         if bytes > q.max_bytes {
             break;
         }
     }
     Ok(out)
-}
-
-fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, StoreError> {
-    M::decode(bytes).map_err(|e| StoreError::Corrupt(format!("stored {what} does not decode: {e}")))
 }
 
 fn count_unclaimed(conn: &Connection, installation_key: &[u8]) -> Result<u32, StoreError> {
@@ -530,13 +491,7 @@ impl Store for SqliteStore {
         if envelopes.is_empty() {
             return Ok(PublishOutcome::default());
         }
-        let envelopes = envelopes
-            .into_iter()
-            .map(|e| {
-                let d = envelope_digest(&e.content_topic, &e.message);
-                (e, d)
-            })
-            .collect();
+        let envelopes = with_digests(envelopes);
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job::Publish(PendingPublish { envelopes, reply }))
