@@ -302,6 +302,4 @@ fn delivery_phase(
         ms(p99)
     ));
     rt.block_on(node.shutdown());
-
-    print_summary(criterion, "xmtp_node summary", summary);
 }
