@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Command, Output, Stdio},
+    process::{Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -12,78 +12,9 @@ use std::{
 use serde_json::Value;
 use xmtp_node::{Node, NodeConfig};
 
-/// One user of the CLI: a database in a temp dir, a private config dir.
-struct User {
-    dir: tempfile::TempDir,
-    node: String,
-}
+mod common;
 
-impl User {
-    fn new(node: &str) -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            node: node.to_string(),
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("data").join("xmtp.db3")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xmtp"));
-        cmd.arg("--node")
-            .arg(&self.node)
-            .arg("--db")
-            .arg(self.db())
-            .args(args)
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("HOME", self.dir.path())
-            .env_remove("XMTP_DB_KEY")
-            .env_remove("XMTP_WALLET_KEY")
-            .env_remove("XMTP_NODE")
-            .env_remove("XMTP_DB")
-            .env_remove("RUST_LOG");
-        cmd
-    }
-
-    /// Runs a command on a blocking thread (the node runs on the runtime).
-    async fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command(args);
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args).await;
-        assert!(
-            out.status.success(),
-            "xmtp {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    async fn json(&self, args: &[&str]) -> Vec<Value> {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        self.ok(&full)
-            .await
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-            .collect()
-    }
-
-    async fn register(&self) -> (String, String) {
-        let out = self.json(&["register"]).await;
-        assert_eq!(out.len(), 1);
-        (
-            out[0]["address"].as_str().unwrap().to_string(),
-            out[0]["installation_id"].as_str().unwrap().to_string(),
-        )
-    }
-}
+use common::User;
 
 fn texts(messages: &[Value]) -> Vec<(String, bool)> {
     messages
